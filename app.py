@@ -1,0 +1,21 @@
+"""TheraBoard: entry point. Registers every page (grouped by clinical task) and the sidebar."""
+
+import streamlit as st
+
+from core import __version__, config
+
+st.set_page_config(page_title="TheraBoard", page_icon="assets/logo.svg", layout="wide")
+
+pages = {
+    "Review": [
+        st.Page("pages/worklist.py", title="Worklist", icon=":material/list_alt:", default=True),
+        st.Page("pages/viewer.py", title="Case viewer", icon=":material/view_in_ar:", url_path="viewer"),
+    ],
+}
+
+st.logo("assets/logo.svg")
+with st.sidebar:
+    st.caption(f"TheraBoard {__version__} · data: `{config.data_dir()}`")
+    st.caption("Clinical decision support for research use; not a certified medical device.")
+
+st.navigation(pages).run()

@@ -1,0 +1,41 @@
+"""What the pages share: the cached case repository, cached volumes, error display.
+
+Not a page (``app.py`` registers pages explicitly, so ``pages/`` is not auto-discovered).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import config
+from core.errors import InputError
+
+
+@st.cache_resource(show_spinner=False)
+def _repository(db_url: str, data_dir: str):
+    from core.cases.db import init_db
+    from core.cases.repository import CaseRepository
+
+    init_db(db_url)
+    return CaseRepository(url=db_url, data_dir=data_dir)
+
+
+def repository():
+    """The case repository for the configured database and data directory (shared, cached)."""
+    return _repository(config.db_url(), str(config.data_dir()))
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading images…")
+def load_series(db_url: str, series_id: int):
+    """A stored series as a Volume/DynamicVolume; read-only, shared across reruns."""
+    return repository().load_series(series_id)
+
+
+@st.cache_resource(max_entries=6, show_spinner=False)
+def load_mask(db_url: str, mask_id: int):
+    return repository().load_mask(mask_id)
+
+
+def show_input_error(err: InputError) -> None:
+    """Show an input problem as a physician-readable message; the app keeps running."""
+    st.error(str(err), icon=":material/error:")
