@@ -39,6 +39,14 @@ def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
     return tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0))
 
 
+_MISSING_WORDS = {
+    "injected_activity_bq": "the injected activity",
+    "body_weight_kg": "the patient weight",
+    "half_life_s": "the radionuclide half-life",
+    "decay_interval_s": "the injection time (needed to decay-correct the dose)",
+}
+
+
 @dataclass(frozen=True)
 class PetDose:
     """What is needed for body-weight SUV.
@@ -75,6 +83,10 @@ class PetDose:
             value = getattr(self, name)
             if value is None or not math.isfinite(value) or value <= 0:
                 out.append(name)
+        # NaN when the injection time is unknown but the image is decay-corrected to
+        # the scan start (DICOM DecayCorrection START): the decay factor is then unknown.
+        if self.decay_interval_s is None or not math.isfinite(self.decay_interval_s):
+            out.append("decay_interval_s")
         return out
 
     @property
@@ -149,7 +161,7 @@ class Volume:
         if self.dose is None:
             return "the file carries no injected activity, body weight or half-life"
         if self.dose.missing:
-            return "the file lacks " + ", ".join(m.replace("_", " ") for m in self.dose.missing)
+            return "the file lacks " + ", ".join(_MISSING_WORDS[m] for m in self.dose.missing)
         return None
 
     @property
