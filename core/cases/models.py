@@ -34,6 +34,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     MetaData,
@@ -200,7 +201,7 @@ class Mask(Base):
     sidecar_sha256: Mapped[str | None] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(16))
     n_voxels: Mapped[int] = mapped_column(BigInteger)
-    volume_ml: Mapped[float]
+    volume_ml: Mapped[float] = mapped_column(Float)
     created: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(64), default="local")
 

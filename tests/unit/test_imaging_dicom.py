@@ -211,7 +211,7 @@ def test_pet_without_weight_or_injection_time_says_what_is_missing(tmp_path):
     assert back.dose.injected_activity_bq == 200e6
     assert math.isnan(back.dose.decay_interval_s)
     assert not back.suv_available
-    assert "body weight" in back.suv_unavailable_reason and "decay interval" in back.suv_unavailable_reason
+    assert "patient weight" in back.suv_unavailable_reason and "injection time" in back.suv_unavailable_reason
 
 
 # ----------------------------------------------------------------------------- broken series
