@@ -25,7 +25,7 @@ audit_events    who did what to which object, when
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 from typing import Any
 
 from sqlalchemy import (
@@ -82,7 +82,7 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -108,7 +108,7 @@ class Patient(Base):
     synthetic: Mapped[bool] = mapped_column(default=False)
     created: Mapped[datetime] = mapped_column(default=utcnow)
 
-    studies: Mapped[list["Study"]] = relationship(
+    studies: Mapped[list[Study]] = relationship(
         back_populates="patient", cascade="all, delete-orphan", passive_deletes=True)
 
 
@@ -125,13 +125,13 @@ class Study(Base):
     created: Mapped[datetime] = mapped_column(default=utcnow)
 
     patient: Mapped[Patient] = relationship(back_populates="studies")
-    series: Mapped[list["Series"]] = relationship(
+    series: Mapped[list[Series]] = relationship(
         back_populates="study", cascade="all, delete-orphan", passive_deletes=True, order_by="Series.id")
-    masks: Mapped[list["Mask"]] = relationship(
+    masks: Mapped[list[Mask]] = relationship(
         back_populates="study", cascade="all, delete-orphan", passive_deletes=True, order_by="Mask.id")
-    results: Mapped[list["Result"]] = relationship(
+    results: Mapped[list[Result]] = relationship(
         back_populates="study", cascade="all, delete-orphan", passive_deletes=True, order_by="Result.id")
-    labels: Mapped[list["Label"]] = relationship(
+    labels: Mapped[list[Label]] = relationship(
         back_populates="study", cascade="all, delete-orphan", passive_deletes=True, order_by="Label.id")
 
 
@@ -167,7 +167,7 @@ class Series(Base):
     created_by: Mapped[str] = mapped_column(String(64), default="local")
 
     study: Mapped[Study] = relationship(back_populates="series")
-    files: Mapped[list["SeriesFile"]] = relationship(
+    files: Mapped[list[SeriesFile]] = relationship(
         back_populates="series", cascade="all, delete-orphan", passive_deletes=True, order_by="SeriesFile.id")
 
 
