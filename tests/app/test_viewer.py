@@ -1,0 +1,60 @@
+"""AppTest: the case viewer fuses PET over MRI, follows the frame slider and both units."""
+
+import re
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.demo_store import ROOT
+
+VIEWER = str(ROOT / "pages" / "viewer.py")
+
+
+def _status(at) -> str:
+    return next(m.value for m in at.markdown if m.value.startswith("Cursor"))
+
+
+def _pet_value(at) -> float:
+    return float(re.search(r"PET \*\*([-\d.e+]+) ", _status(at)).group(1))
+
+
+def test_viewer_shows_fused_planes_and_follows_frames(demo_store):
+    at = AppTest.from_file(VIEWER, default_timeout=60).run()
+    assert not at.exception
+    assert any("Synthetic demo case" in w.value for w in at.warning)
+    assert len(at.get("plotly_chart")) == 1
+    frame = at.slider(key="frame")
+    assert frame.max > 20 and frame.value == frame.max
+    late = _pet_value(at)
+    frame.set_value(1).run()
+    assert not at.exception
+    assert any(c.value.startswith("Frame 1/") for c in at.caption)
+    assert _pet_value(at) != pytest.approx(late)
+
+
+def test_units_switch_scales_by_the_suv_factor(demo_store):
+    at = AppTest.from_file(VIEWER, default_timeout=60).run()
+    assert at.radio(key="units").options == ["SUV", "Bq/ml"]
+    suv = _pet_value(at)
+    at.radio(key="units").set_value("Bq/ml").run()
+    bq = _pet_value(at)
+    assert not at.exception and "Bq/ml" in _status(at)
+    # SUV = Bq/ml x weight / decay-corrected dose: a few kBq/ml is an SUV of order 1
+    assert bq > 100 * suv > 0
+
+
+def test_cursor_moves_in_millimetres(demo_store):
+    at = AppTest.from_file(VIEWER, default_timeout=60).run()
+    before = _status(at)
+    k = at.slider(key="cursor_k")
+    k.set_value(k.value + 5).run()
+    after = _status(at)
+    z_before = float(re.search(r"\(([-\d.]+), ([-\d.]+), ([-\d.]+)\) mm", before).group(3))
+    z_after = float(re.search(r"\(([-\d.]+), ([-\d.]+), ([-\d.]+)\) mm", after).group(3))
+    assert z_after - z_before == pytest.approx(10.0)  # 5 voxels of the 2 mm MRI grid
+
+
+def test_viewer_with_an_empty_store_says_so(empty_store):
+    at = AppTest.from_file(VIEWER, default_timeout=60).run()
+    assert not at.exception
+    assert any("No case to show" in i.value for i in at.info)

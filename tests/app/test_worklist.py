@@ -1,0 +1,38 @@
+"""AppTest: the worklist lists, filters and opens cases, and says what to do when empty."""
+
+from streamlit.testing.v1 import AppTest
+
+from tests.demo_store import ROOT
+
+APP = str(ROOT / "app.py")
+WORKLIST = str(ROOT / "pages" / "worklist.py")
+
+
+def test_empty_store_explains_what_to_do(empty_store):
+    at = AppTest.from_file(WORKLIST, default_timeout=60).run()
+    assert not at.exception
+    assert any("case store is empty" in i.value for i in at.info)
+    assert at.button(key="demo_button") is not None
+
+
+def test_lists_filters_and_opens_a_case(demo_store):
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert at.title[0].value == "Worklist"
+    table = at.dataframe[0].value
+    assert len(table) == 2 and set(table["Label"]) == {"progression", "radionecrosis"}
+    assert table["Synthetic"].all()
+
+    at.multiselect(key="label_filter").select("radionecrosis").run()
+    assert list(at.dataframe[0].value["Label"]) == ["radionecrosis"]
+    at.text_input(key="search").input("no-such-case").run()
+    assert at.dataframe[0].value.empty
+    at.text_input(key="search").input("").run()
+    at.multiselect(key="label_filter").unselect("radionecrosis").run()
+
+    study = int(at.dataframe[0].value["Study"].iloc[-1])
+    at.selectbox(key="open_case").select(study).run()
+    at.button(key="open_button").click().run()
+    assert not at.exception
+    assert at.title[0].value == "Case viewer"
+    assert at.query_params["study"] == [str(study)] or at.query_params["study"] == str(study)
