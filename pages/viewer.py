@@ -12,10 +12,10 @@ BACKGROUNDS = ("t1c", "t1", "flair", "ct", "dynamic_pet", "static_pet")
 st.title("Case viewer")
 repo = repository()
 cases = {c.study_id: c for c in repo.list_cases()}
-wanted = st.query_params.get("study") or st.session_state.get("study_id")
 if not cases:
     st.info("No case to show yet: import images or generate the demo cohort on the Worklist.")
     st.stop()
+wanted = st.query_params.get("study") or st.session_state.get("study_id")
 ids = list(cases)
 study_id = st.selectbox("Case", ids, index=ids.index(int(wanted)) if wanted and int(wanted) in cases else 0,
                         format_func=lambda s: f"{cases[s].pseudonym} · {cases[s].label or 'no label'}", key="case")
@@ -23,23 +23,31 @@ st.query_params["study"] = str(study_id)
 case = repo.get_case(study_id)
 if case.synthetic:
     st.warning("Synthetic demo case: simulated images, not patient data.", icon=":material/science:")
-
+backgrounds = sorted((s for s in case.series if s.role in BACKGROUNDS), key=lambda s: BACKGROUNDS.index(s.role))
+if not backgrounds:
+    st.info("This case has no image series to show yet: import one on the Worklist.")
+    st.stop()
 pet_rec = next((s for s in case.series if s.role in ("dynamic_pet", "static_pet")), None)
-bg_recs = sorted((s for s in case.series if s.role in BACKGROUNDS), key=lambda s: BACKGROUNDS.index(s.role))
+pet = load_series(repo.url, pet_rec.id) if pet_rec else None
+
 with st.sidebar:
-    bg_rec = st.selectbox("Background", bg_recs, format_func=lambda s: s.role, key="background")
-    pet = load_series(repo.url, pet_rec.id) if pet_rec else None
+    bg_rec = st.selectbox("Background", backgrounds, format_func=lambda s: s.role, key="background")
     units = st.radio("PET units", ["SUV", "Bq/ml"] if pet is not None and pet.suv_available else ["Bq/ml"],
                      horizontal=True, key="units")
     if pet is not None and not pet.suv_available:
         st.caption(f"SUV unavailable: {pet.suv_unavailable_reason}.")
+    scale = pet.suv_factor if units == "SUV" else 1.0
+    late = (pet.data[..., -1] if pet.data.ndim == 4 else pet.data) if pet is not None else np.ones(1)
+    pet_max = st.number_input(f"PET colour-bar max ({units})", min_value=0.0, key=f"pet_max_{units}",
+                              value=float(f"{robust_range(late, 1.0, 99.9)[1] * scale:.3g}"))
     colormap = st.selectbox("Colour map", OVERLAY_COLORMAPS, key="colormap")
     opacity = st.slider("PET opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
-grid = to_canonical(load_series(repo.url, bg_rec.id))
-grid = grid.frame(grid.n_frames - 1) if grid.data.ndim == 4 else grid
-scale = pet.suv_factor if pet is not None and units == "SUV" else 1.0
-bg_lo, bg_hi = robust_range(grid.data)
-window = st.sidebar.slider("Background window", bg_lo, bg_hi, (bg_lo, bg_hi), key="window")
+    hide_below = st.slider("Hide PET below (% of colour-bar max)", 0, 100, 10, 5, key="hide_below")
+    grid = to_canonical(load_series(repo.url, bg_rec.id))
+    grid = grid.frame(grid.n_frames - 1) if grid.data.ndim == 4 else grid
+    window = st.slider("Background window", *robust_range(grid.data), robust_range(grid.data), key="window")
+tumour = next((m for m in case.masks if m.name == "tumour"), None)
+centre = grid.mm_to_voxel(load_mask(repo.url, tumour.id).centroid_mm()) if tumour else np.array(grid.shape) / 2
 
 
 @st.fragment
@@ -49,18 +57,13 @@ def show_planes():
     overlay = (pet.frame(frame) if n_frames > 1 else pet) if pet is not None else None
     if n_frames > 1:
         st.caption(f"Frame {frame + 1}/{n_frames}: {pet.frame_start_min[frame]:.2f}–{pet.frame_end_min[frame]:.2f} min p.i.")
-    tumour = next((m for m in case.masks if m.name == "tumour"), None)
-    centre = np.array(grid.shape) // 2
-    if tumour is not None:
-        centre = np.rint(grid.mm_to_voxel(load_mask(repo.url, tumour.id).centroid_mm())).astype(int)
-    cols = st.columns(3)
-    cursor = [c.slider(f"{a} (voxel)", 0, n - 1, int(np.clip(v, 0, n - 1)), key=f"cursor_{a}")
-              for c, a, n, v in zip(cols, "ijk", grid.shape, centre)]
+    cursor = [col.slider(f"{axis} (voxel)", 0, n - 1, int(np.clip(round(c), 0, n - 1)), key=f"cursor_{axis}")
+              for col, axis, n, c in zip(st.columns(3), "ijk", grid.shape, centre)]
     cursor_mm = grid.voxel_to_mm(cursor)
-    planes = orthogonal_planes(grid, cursor, overlay, overlay_scale=scale)
-    pet_max = robust_range(pet.data[..., -1] if pet is not None and pet.data.ndim == 4 else grid.data)[1] * scale
-    fig = fusion_figure(planes, background_range=window, overlay_range=(0.0, pet_max), colormap=colormap,
-                        opacity=opacity, overlay_label=f"PET {units}", background_label=bg_rec.role, cursor_mm=cursor_mm)
+    fig = fusion_figure(orthogonal_planes(grid, cursor, overlay, overlay_scale=scale), background_range=window,
+                        overlay_range=(0.0, pet_max), overlay_threshold=pet_max * hide_below / 100,
+                        colormap=colormap, opacity=opacity, overlay_label=f"PET {units}",
+                        background_label=bg_rec.role, cursor_mm=cursor_mm)
     st.plotly_chart(fig, key="fusion", config={"displaylogo": False})
     value = sample_point(overlay, cursor_mm) * scale if overlay is not None else float("nan")
     st.markdown(f"Cursor **({cursor_mm[0]:.1f}, {cursor_mm[1]:.1f}, {cursor_mm[2]:.1f}) mm** RAS · "

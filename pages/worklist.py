@@ -36,7 +36,8 @@ else:
 with st.expander("Import images (NIfTI + PET-BIDS sidecar, or a DICOM zip)"):
     files = st.file_uploader("Files", accept_multiple_files=True, type=["nii", "gz", "json", "zip"], key="upload")
     pseudonym = st.text_input("Pseudonym (leave empty to create one)", key="upload_pseudonym") or None
-    role = st.selectbox("Role", [None, *repo.SERIES_ROLES], key="upload_role")
+    role = st.selectbox("Role", [None, *repo.SERIES_ROLES], key="upload_role",
+                        format_func=lambda r: r or "detect from the file")
     if st.button("Import", disabled=not files, key="import_button"):
         bar = st.progress(0.0, "Importing…")
         try:

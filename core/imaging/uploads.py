@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from core.errors import UnsupportedFormatError
+from core.errors import InputError, UnsupportedFormatError
 
 __all__ = ["stage_uploads", "image_stem"]
 
@@ -43,6 +43,9 @@ def stage_uploads(files: list[tuple[str, bytes]]) -> Iterator[list[Path]]:
 
     Raises
     ------
+    InputError
+        Any input error raised while the staged files are imported is re-raised with
+        the file named as it was uploaded, not by its temporary copy.
     UnsupportedFormatError
         For a file that is neither NIfTI, JSON sidecar nor zip, and for a sidecar
         without its image.
@@ -68,4 +71,15 @@ def stage_uploads(files: list[tuple[str, bytes]]) -> Iterator[list[Path]]:
             raise UnsupportedFormatError(
                 "this sidecar has no image with the same name", path=name,
                 fix=f"Upload {sorted(orphans)[0]}.nii.gz together with it.")
-        yield images
+        try:
+            yield images
+        except InputError as err:
+            raise _as_uploaded(err, root) from err
+
+
+def _as_uploaded(err: InputError, root: Path) -> InputError:
+    """The same error, naming the file as the user uploaded it rather than its staging copy."""
+    prefix = str(root) + "/"
+    path = err.path.replace(prefix, "") if err.path else None
+    return type(err)(err.problem.replace(prefix, ""), path=path,
+                     fix=err.fix.replace(prefix, "") if err.fix else None)

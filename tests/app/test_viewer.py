@@ -58,3 +58,23 @@ def test_viewer_with_an_empty_store_says_so(empty_store):
     at = AppTest.from_file(VIEWER, default_timeout=60).run()
     assert not at.exception
     assert any("No case to show" in i.value for i in at.info)
+
+
+def test_pet_without_dose_shows_bq_per_ml_and_says_why(empty_store, tmp_path):
+    import numpy as np
+
+    from core.cases.repository import CaseRepository
+    from core.imaging import DynamicVolume
+    from core.imaging.nifti import write_nifti
+
+    data = np.random.default_rng(0).random((12, 12, 10, 3)).astype(np.float32) * 1000
+    pet = DynamicVolume(data, np.diag([3.0, 3.0, 3.0, 1.0]), "PT", "Bq/ml",
+                        frame_start_s=np.array([0.0, 60.0, 120.0]), frame_duration_s=np.full(3, 60.0))
+    path = write_nifti(pet, tmp_path / "nodose_pet.nii.gz")
+    CaseRepository().import_series(path, pseudonym="NODOSE-1", role="dynamic_pet")
+
+    at = AppTest.from_file(VIEWER, default_timeout=60).run()
+    assert not at.exception
+    assert at.radio(key="units").options == ["Bq/ml"]
+    assert any(c.value.startswith("SUV unavailable:") for c in at.sidebar.caption)
+    assert "Bq/ml" in _status(at)

@@ -19,7 +19,8 @@ def test_open_case_and_change_frame(server, page):
     page.goto(server)
     wait_idle(page)
     assert page.get_by_role("heading", name="Worklist").is_visible()
-    page.get_by_text("DEMO-", exact=False).first.wait_for()
+    page.locator("[data-testid='stDataFrame']").wait_for()
+    page.locator("[role=gridcell]", has_text="DEMO-").first.wait_for(state="attached")
     page.get_by_role("button", name="Open in viewer").click()
     page.wait_for_url("**/viewer**")
     wait_idle(page)
@@ -28,6 +29,7 @@ def test_open_case_and_change_frame(server, page):
     page.wait_for_timeout(500)
     before_caption = _frame_caption(page)
     before = chart.screenshot()
+    page.screenshot(path=str(ARTIFACTS / "viewer_last_frame.png"), full_page=True)
 
     slider = page.locator("[data-testid='stSlider']").filter(has_text="Frame").get_by_role("slider")
     slider.focus()
@@ -49,14 +51,15 @@ def test_corrupt_upload_shows_error_and_app_keeps_running(server, page, tmp_path
     bad.write_bytes(gzip.compress(b"\x5c\x01" + b"\x00" * 600)[:80])  # truncated gzip
     page.goto(server)
     wait_idle(page)
-    page.get_by_text("Import images", exact=False).click()
+    page.get_by_text("Import images (", exact=False).click()
     page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(bad))
     page.get_by_text("broken_pet.nii.gz").first.wait_for()
     page.get_by_role("button", name="Import", exact=True).click()
     wait_idle(page)
     error = page.locator("[data-testid='stAlertContentError']").first
     error.wait_for(timeout=30_000)
-    assert "broken_pet.nii.gz" in error.inner_text()
+    message = error.inner_text()
+    assert "broken_pet.nii.gz: " in message and "theraboard-upload" not in message
     page.screenshot(path=str(ARTIFACTS / "worklist_upload_error.png"), full_page=True)
     assert page.get_by_role("heading", name="Worklist").is_visible()
     assert not page.locator("[data-testid='stException']").count()

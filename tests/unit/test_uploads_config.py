@@ -26,6 +26,13 @@ def test_stage_refuses_what_cannot_be_imported(files, culprit):
             pass
 
 
+def test_errors_inside_name_the_uploaded_file_not_the_staging_copy():
+    with pytest.raises(InputError) as info:
+        with stage_uploads([("pet.nii.gz", b"x")]) as paths:
+            raise InputError(f"cannot read {paths[0]}", path=paths[0], fix="Upload it again.")
+    assert str(info.value) == "pet.nii.gz: cannot read pet.nii.gz. Upload it again."
+
+
 def test_image_stem():
     assert image_stem("a.b.nii.gz") == "a.b"
     assert image_stem("PET.NII") == "PET"
