@@ -41,11 +41,14 @@ with st.expander("Import images (NIfTI + PET-BIDS sidecar, or a DICOM zip)"):
     if st.button("Import", disabled=not files, key="import_button"):
         bar = st.progress(0.0, "Importing…")
         try:
+            study_id = None  # every file of one upload belongs to one case
             with stage_uploads([(f.name, f.getvalue()) for f in files]) as paths:
                 for n, path in enumerate(paths):
-                    repo.import_series(path, pseudonym=pseudonym, role=role, user="worklist",
-                                       progress=lambda f, m: bar.progress((n + f) / len(paths), m))
-            st.success(f"Imported {len(paths)} series.")
+                    series = repo.import_series(path, pseudonym=pseudonym, study_id=study_id, role=role,
+                                                user="worklist",
+                                                progress=lambda f, m: bar.progress((n + f) / len(paths), m))
+                    study_id = series.study_id
+            st.success(f"Imported {len(paths)} series into case {study_id}.")
         except InputError as err:
             show_input_error(err)
 

@@ -1,11 +1,11 @@
 """The case store: patients, studies, series, masks, labels, results and the audit trail.
 
-* :mod:`core.cases.repository` -- :class:`CaseRepository`, the only code with SQL.
+* :mod:`core.cases.repository` -- :class:`CaseRepository`, the only code with SQL (its import pipeline lives in :mod:`core.cases.importing`).
 * :mod:`core.cases.records` -- the plain frozen records it returns.
 * :mod:`core.cases.db` -- engines and Alembic migrations (:func:`init_db`).
 * :mod:`core.cases.store` -- the content-addressed file store.
 * :mod:`core.cases.deid` -- DICOM de-identification (PS3.15 Basic Profile, dicognito).
-* :mod:`core.cases.models` -- the ORM models (used by the repository and migrations only).
+* :mod:`core.cases.models` -- the ORM models (used by the repository, its import pipeline and the migrations only).
 
 Example::
 
