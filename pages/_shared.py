@@ -10,6 +10,11 @@ import streamlit as st
 from core import config
 from core.errors import InputError
 
+# Imported here, on the first page a user sees, so that opening the first case does not
+# also pay for loading the imaging and plotting stack (scipy.ndimage, nibabel, plotly, PIL).
+import core.imaging.planes  # noqa: E402,F401
+import core.viz.slices  # noqa: E402,F401
+
 
 @st.cache_resource(show_spinner=False)
 def _repository(db_url: str, data_dir: str):

@@ -64,7 +64,7 @@ def show_planes():
                         overlay_range=(0.0, pet_max), overlay_threshold=pet_max * hide_below / 100,
                         colormap=colormap, opacity=opacity, overlay_label=f"PET {units}",
                         background_label=bg_rec.role, cursor_mm=cursor_mm)
-    st.plotly_chart(fig, key="fusion", config={"displaylogo": False})
+    st.plotly_chart(fig, config={"displaylogo": False})  # no key: a keyed chart redraws slower
     value = sample_point(overlay, cursor_mm) * scale if overlay is not None else float("nan")
     st.markdown(f"Cursor **({cursor_mm[0]:.1f}, {cursor_mm[1]:.1f}, {cursor_mm[2]:.1f}) mm** RAS · "
                 f"PET **{value:.3g} {units}** · {bg_rec.role} {sample_point(grid, cursor_mm):.3g}")

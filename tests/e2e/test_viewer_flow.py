@@ -25,7 +25,7 @@ def test_open_case_and_change_frame(server, page):
     page.wait_for_url("**/viewer**")
     wait_idle(page)
     chart = page.locator("[data-testid='stPlotlyChart']").first
-    chart.locator(".heatmaplayer, .hm").first.wait_for(state="attached", timeout=30_000)
+    chart.locator(".imagelayer image").first.wait_for(state="attached", timeout=30_000)
     page.wait_for_timeout(500)
     before_caption = _frame_caption(page)
     before = chart.screenshot()

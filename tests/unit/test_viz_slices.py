@@ -3,7 +3,7 @@
 import numpy as np
 
 from core.imaging import Volume
-from core.viz.slices import fusion_figure, orthogonal_planes, robust_range, window_from_level
+from core.viz.slices import fused_png, fusion_figure, orthogonal_planes, robust_range, window_from_level
 
 
 def _grid():
@@ -26,15 +26,38 @@ def test_planes_are_oriented_rows_vertical_columns_horizontal():
     assert planes["coronal"].background[4, 2] == 7.0
 
 
-def test_figure_has_background_and_overlay_per_plane_and_radiological_axes():
+def _pixels(uri):
+    import base64
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+
+
+def test_figure_has_one_fused_image_per_plane_a_colour_bar_and_radiological_axes():
     g = _grid()
     fig = fusion_figure(orthogonal_planes(g, (2, 3, 4), overlay=g), background_range=(0, 7),
-                        overlay_range=(0, 7), overlay_threshold=1.0, cursor_mm=g.voxel_to_mm((2, 3, 4)))
-    assert len(fig.data) == 6
-    overlay = fig.data[1]
-    assert np.isnan(overlay.z[0, 0]) and overlay.z[3, 2] == 7.0   # below threshold left clear
-    assert fig.layout.xaxis.autorange == "reversed"                 # patient right on viewer left
+                        overlay_range=(0, 14), overlay_threshold=1.0, cursor_mm=g.voxel_to_mm((2, 3, 4)))
+    assert [t.type for t in fig.data] == ["image", "image", "image", "heatmap"]
+    assert fig.data[3].showscale and (fig.data[3].zmin, fig.data[3].zmax) == (0, 14)
+    axial = _pixels(fig.data[0].source)
+    assert axial.shape == (12, 10, 3)
+    assert tuple(axial[0, 0]) == (0, 0, 0)                 # zero background, overlay below threshold: clear
+    assert axial[3, 2, 0] > axial[3, 2, 2]                  # the hot voxel shows the "Hot" colour (red > blue)
+    assert fig.layout.xaxis.autorange == "reversed"         # patient right on viewer left
     assert "R" in fig.layout.xaxis.title.text.split("←")[0]
+    assert len(fig.layout.shapes) == 6                      # a crosshair per plane
+
+
+def test_fused_png_blends_with_the_given_opacity():
+    background = np.full((2, 2), 100.0)
+    overlay = np.array([[0.0, 10.0], [np.nan, 10.0]])
+    rgb = _pixels(fused_png(background, (0, 200), overlay, (0, 10), colormap="Greys", opacity=0.5, threshold=5))
+    grey = round(0.5 * 255)
+    assert tuple(rgb[0, 0]) == (grey,) * 3 and tuple(rgb[1, 0]) == (grey,) * 3   # below threshold / NaN
+    # plotly's "Greys" runs white -> black, so the maximum maps to black: (1-a) g + a * 0
+    assert tuple(rgb[0, 1]) == (round(0.5 * 127.5),) * 3
 
 
 def test_ranges():
