@@ -21,16 +21,18 @@ from pytest_postgresql import factories
 from pytest_postgresql.janitor import DatabaseJanitor
 
 PG_CTL_WRAPPER = Path(__file__).resolve().parent / "support" / "pg_ctl.sh"
-BACKENDS = ("sqlite", pytest.param("postgresql", marks=pytest.mark.postgres))
+def _skip_pg() -> bool:
+    return os.environ.get("THERABOARD_SKIP_PG", "").strip() == "1"
+
+
+# PostgreSQL runs unless THERABOARD_SKIP_PG=1 says otherwise; a missing server fails, never skips.
+BACKENDS = ("sqlite", pytest.param("postgresql", marks=[
+    pytest.mark.postgres, pytest.mark.skipif(_skip_pg(), reason="THERABOARD_SKIP_PG=1")]))
 
 if not os.access(PG_CTL_WRAPPER, os.X_OK):  # a checkout may lose the exec bit
     PG_CTL_WRAPPER.chmod(0o755)
 
 case_postgresql_proc = factories.postgresql_proc(executable=str(PG_CTL_WRAPPER), port=None)
-
-
-def _skip_pg() -> bool:
-    return os.environ.get("THERABOARD_SKIP_PG", "").strip() == "1"
 
 
 @pytest.fixture(params=BACKENDS)
@@ -39,8 +41,6 @@ def case_db_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'cases.db'}"
         return
-    if _skip_pg():
-        pytest.skip("PostgreSQL tests skipped: THERABOARD_SKIP_PG=1")
     try:
         proc = request.getfixturevalue("case_postgresql_proc")
     except Exception as err:  # noqa: BLE001 - turn any start-up failure into a clear test failure
