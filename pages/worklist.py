@@ -6,6 +6,7 @@ import streamlit as st
 from core.demo import create_demo_cohort
 from core.errors import InputError
 from core.imaging.uploads import stage_uploads
+from core.phantoms import SITES
 from pages._shared import repository, show_input_error
 
 st.title("Worklist")
@@ -53,10 +54,15 @@ with st.expander("Import images (NIfTI + PET-BIDS sidecar, or a DICOM zip)"):
             show_input_error(err)
 
 with st.expander("Synthetic demo cohort"):
-    st.caption("Simulated 18F-FDOPA glioma cases (see core/phantoms/README.md). Marked synthetic everywhere.")
-    n = st.number_input("Patients", 2, 200, 20, step=2, key="demo_n")
+    st.caption("Simulated 18F-FDOPA glioma cases (see core/phantoms/README.md). Marked synthetic everywhere. "
+               "Another seed gives other patients; another site rescans the same patients.")
+    n_col, seed_col, site_col = st.columns(3)
+    n = n_col.number_input("Patients", 2, 200, 20, step=2, key="demo_n")
+    seed = seed_col.number_input("Seed", 0, 10_000, 0 if table.empty else 1, key="demo_seed")
+    site = site_col.selectbox("Site", list(SITES), key="demo_site")
     if st.button("Generate demo cohort", key="demo_button"):
         bar = st.progress(0.0, "Generating…")
-        ids = create_demo_cohort(repo, n=int(n), seed=len(cases), progress=lambda f, m: bar.progress(f, m))
-        st.success(f"Imported {len(ids)} synthetic cases.")
-        st.rerun()
+        ids = create_demo_cohort(repo, n=int(n), seed=int(seed), site=site, progress=lambda f, m: bar.progress(f, m))
+        if ids:
+            st.rerun()  # the table now lists them
+        st.info("These patients are already in the store: choose another seed or site.")

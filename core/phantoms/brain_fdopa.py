@@ -119,7 +119,7 @@ class DemoCase:
     Attributes
     ----------
     patient_id : str
-        ``DEMO-<site>-<index:03d>``.
+        ``DEMO-<site>-<index:03d>`` for seed 0, ``DEMO-<site>-S<seed>-<index:03d>`` otherwise.
     index, seed : int
     site : str
     label : {"progression", "radionecrosis"}
@@ -170,9 +170,14 @@ class DemoCase:
 # ----------------------------------------------------------------------- helpers
 
 
-def patient_id(index: int, site: str | Site = "A") -> str:
-    """``DEMO-A-000`` style identifier."""
-    return f"DEMO-{get_site(site).name}-{int(index):03d}"
+def patient_id(index: int, site: str | Site = "A", seed: int = 0) -> str:
+    """``DEMO-A-000`` style identifier; other seeds are other patients: ``DEMO-A-S7-000``.
+
+    The same seed at another site is the same patient rescanned, hence the same index
+    under another site letter.
+    """
+    seed_part = f"S{int(seed)}-" if int(seed) != 0 else ""
+    return f"DEMO-{get_site(site).name}-{seed_part}{int(index):03d}"
 
 
 def _site_number(site: Site) -> int:
@@ -588,7 +593,7 @@ def generate_patient(index: int, seed: int = 0, site: str | Site = "A", *, anato
     scale = inp.suv_to_bq_per_ml
     metrics = kin.metrics
 
-    pid = patient_id(index, site)
+    pid = patient_id(index, site, seed)
     injection_dt = _dt.datetime(2024, 1, 8, 0, 0) + _dt.timedelta(days=index, minutes=spec["injection_minutes"])
     dose = PetDose(injected_activity_bq=float(activity_bq), body_weight_kg=float(spec["weight"]),
                    half_life_s=F18_HALF_LIFE_S, decay_interval_s=0.0, radionuclide="18F", tracer="FDOPA")

@@ -15,6 +15,20 @@ def test_empty_store_explains_what_to_do(empty_store):
     assert at.button(key="demo_button") is not None
 
 
+def test_generate_demo_cohort_from_an_empty_store_and_refuse_duplicates(empty_store):
+    at = AppTest.from_file(WORKLIST, default_timeout=180).run()
+    at.number_input(key="demo_n").set_value(2)
+    at.button(key="demo_button").click().run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert sorted(table["Pseudonym"]) == ["DEMO-A-000", "DEMO-A-001"] and table["Synthetic"].all()
+    at.number_input(key="demo_n").set_value(2)
+    at.number_input(key="demo_seed").set_value(0)
+    at.button(key="demo_button").click().run()
+    assert any("already in the store" in i.value for i in at.info)
+    assert len(at.dataframe[0].value) == 2
+
+
 def test_lists_filters_and_opens_a_case(demo_store):
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
