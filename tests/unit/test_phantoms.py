@@ -286,12 +286,12 @@ def test_masks_and_mri(case):
 
 def test_manifest_schema(cohort):
     out, path, calls = cohort
-    assert calls == [(0.5, "DEMO-A-000 (1/2)"), (1.0, "DEMO-A-001 (2/2)")]
+    assert calls == [(0.5, "DEMO-A-S7-000 (1/2)"), (1.0, "DEMO-A-S7-001 (2/2)")]   # seed 7: its own patients
     manifest = json.loads(path.read_text())
     assert manifest["generator"] == GENERATOR and manifest["version"] == GENERATOR_VERSION
     assert manifest["seed"] == SEED and manifest["site"] == "A" and manifest["synthetic"] is True
     patients = manifest["patients"]
-    assert [p["id"] for p in patients] == ["DEMO-A-000", "DEMO-A-001"]
+    assert [p["id"] for p in patients] == ["DEMO-A-S7-000", "DEMO-A-S7-001"]
     assert sorted(p["label"] for p in patients) == ["progression", "radionecrosis"]
     for p in patients:
         assert p["idh"] in ("mutant", "wildtype") and isinstance(p["codeletion_1p19q"], bool)
@@ -364,3 +364,11 @@ def test_invalid_requests():
     with pytest.raises(InputError):
         generate_cohort("/tmp/never-written", n=0)
     assert _nice_quantum(37.0) == 20.0 and _nice_quantum(0.01) == 0.1 and _nice_quantum(100.0) == 100.0
+
+
+def test_patient_ids_name_site_and_seed():
+    from core.phantoms.brain_fdopa import patient_id
+
+    assert patient_id(3, "A") == "DEMO-A-003"                 # seed 0: the default cohort
+    assert patient_id(3, "B", seed=0) == "DEMO-B-003"         # same patient rescanned at site B
+    assert patient_id(3, "A", seed=7) == "DEMO-A-S7-003"      # another seed: another patient
