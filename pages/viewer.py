@@ -5,7 +5,8 @@ import streamlit as st
 
 from core.imaging.planes import sample_point, to_canonical
 from core.viz.slices import OVERLAY_COLORMAPS, fusion_figure, orthogonal_planes, robust_range
-from pages._shared import load_mask, load_series, repository
+from core.errors import InputError
+from pages._shared import load_mask, load_series, repository, show_input_error
 
 BACKGROUNDS = ("t1c", "t1", "flair", "ct", "dynamic_pet", "static_pet")
 
@@ -15,9 +16,9 @@ cases = {c.study_id: c for c in repo.list_cases()}
 if not cases:
     st.info("No case to show yet: import images or generate the demo cohort on the Worklist.")
     st.stop()
-wanted = st.query_params.get("study") or st.session_state.get("study_id")
+wanted = str(st.query_params.get("study") or st.session_state.get("study_id") or "")
 ids = list(cases)
-study_id = st.selectbox("Case", ids, index=ids.index(int(wanted)) if wanted and int(wanted) in cases else 0,
+study_id = st.selectbox("Case", ids, index=ids.index(int(wanted)) if wanted.isdigit() and int(wanted) in cases else 0,
                         format_func=lambda s: f"{cases[s].pseudonym} · {cases[s].label or 'no label'}", key="case")
 st.query_params["study"] = str(study_id)
 case = repo.get_case(study_id)
@@ -28,10 +29,16 @@ if not backgrounds:
     st.info("This case has no image series to show yet: import one on the Worklist.")
     st.stop()
 pet_rec = next((s for s in case.series if s.role in ("dynamic_pet", "static_pet")), None)
-pet = load_series(repo.url, pet_rec.id) if pet_rec else None
+try:
+    pet = load_series(repo.url, pet_rec.id) if pet_rec else None
+    bg_rec = st.sidebar.selectbox("Background", backgrounds, format_func=lambda s: s.role, key="background")
+    grid = to_canonical(load_series(repo.url, bg_rec.id))
+    grid = grid.frame(grid.n_frames - 1) if grid.data.ndim == 4 else grid
+except InputError as err:  # a stored file went missing or was damaged after import
+    show_input_error(err)
+    st.stop()
 
 with st.sidebar:
-    bg_rec = st.selectbox("Background", backgrounds, format_func=lambda s: s.role, key="background")
     units = st.radio("PET units", ["SUV", "Bq/ml"] if pet is not None and pet.suv_available else ["Bq/ml"],
                      horizontal=True, key="units")
     if pet is not None and not pet.suv_available:
@@ -43,8 +50,6 @@ with st.sidebar:
     colormap = st.selectbox("Colour map", OVERLAY_COLORMAPS, key="colormap")
     opacity = st.slider("PET opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
     hide_below = st.slider("Hide PET below (% of colour-bar max)", 0, 100, 10, 5, key="hide_below")
-    grid = to_canonical(load_series(repo.url, bg_rec.id))
-    grid = grid.frame(grid.n_frames - 1) if grid.data.ndim == 4 else grid
     window = st.slider("Background window", *robust_range(grid.data), robust_range(grid.data), key="window")
 tumour = next((m for m in case.masks if m.name == "tumour"), None)
 centre = grid.mm_to_voxel(load_mask(repo.url, tumour.id).centroid_mm()) if tumour else np.array(grid.shape) / 2

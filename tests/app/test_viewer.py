@@ -54,13 +54,22 @@ def test_cursor_moves_in_millimetres(demo_store):
     assert z_after - z_before == pytest.approx(10.0)  # 5 voxels of the 2 mm MRI grid
 
 
+@pytest.mark.parametrize("study", ["abc", "999", "-1"])
+def test_a_bad_study_link_falls_back_to_the_first_case(demo_store, study):
+    at = AppTest.from_file(VIEWER, default_timeout=60)
+    at.query_params["study"] = study
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="case").index == 0
+
+
 def test_viewer_with_an_empty_store_says_so(empty_store):
     at = AppTest.from_file(VIEWER, default_timeout=60).run()
     assert not at.exception
     assert any("No case to show" in i.value for i in at.info)
 
 
-def test_pet_without_dose_shows_bq_per_ml_and_says_why(empty_store, tmp_path):
+def _import_pet_without_dose(tmp_path):
     import numpy as np
 
     from core.cases.repository import CaseRepository
@@ -71,7 +80,20 @@ def test_pet_without_dose_shows_bq_per_ml_and_says_why(empty_store, tmp_path):
     pet = DynamicVolume(data, np.diag([3.0, 3.0, 3.0, 1.0]), "PT", "Bq/ml",
                         frame_start_s=np.array([0.0, 60.0, 120.0]), frame_duration_s=np.full(3, 60.0))
     path = write_nifti(pet, tmp_path / "nodose_pet.nii.gz")
-    CaseRepository().import_series(path, pseudonym="NODOSE-1", role="dynamic_pet")
+    repo = CaseRepository()
+    return repo, repo.import_series(path, pseudonym="NODOSE-1", role="dynamic_pet")
+
+
+def test_a_stored_file_gone_missing_is_reported_not_crashed(empty_store, tmp_path):
+    repo, series = _import_pet_without_dose(tmp_path)
+    repo.resolve(series.path).unlink()
+    at = AppTest.from_file(VIEWER, default_timeout=60).run()
+    assert not at.exception
+    assert at.error and series.path.split("/")[-1] in at.error[0].value
+
+
+def test_pet_without_dose_shows_bq_per_ml_and_says_why(empty_store, tmp_path):
+    _import_pet_without_dose(tmp_path)
 
     at = AppTest.from_file(VIEWER, default_timeout=60).run()
     assert not at.exception
