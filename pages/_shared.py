@@ -26,8 +26,22 @@ def _repository(db_url: str, data_dir: str):
 
 
 def repository():
-    """The case repository for the configured database and data directory (shared, cached)."""
-    return _repository(config.db_url(), str(config.data_dir()))
+    """The case repository for the configured database and data directory (shared, cached).
+
+    When the database cannot be reached the page says so, names the URL (without its
+    password) and stops, instead of showing a traceback.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    url = config.db_url()
+    try:
+        return _repository(url, str(config.data_dir()))
+    except OperationalError as err:
+        shown = make_url(url).render_as_string(hide_password=True)
+        st.error(f"The case database at {shown} cannot be reached ({err.orig}). Check THERABOARD_DB_URL "
+                 "and that the database server is running.", icon=":material/database:")
+        st.stop()
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading images…")

@@ -50,3 +50,11 @@ def test_lists_filters_and_opens_a_case(demo_store):
     assert not at.exception
     assert at.title[0].value == "Case viewer"
     assert at.query_params["study"] == [str(study)] or at.query_params["study"] == str(study)
+
+
+def test_unreachable_database_is_reported_without_a_traceback(empty_store, monkeypatch):
+    monkeypatch.setenv("THERABOARD_DB_URL", "postgresql+psycopg://tb:secret@127.0.0.1:1/nowhere")
+    at = AppTest.from_file(WORKLIST, default_timeout=60).run()
+    assert not at.exception
+    message = at.error[0].value
+    assert "cannot be reached" in message and "THERABOARD_DB_URL" in message and "secret" not in message
