@@ -50,6 +50,15 @@ def load_series(db_url: str, series_id: int):
     return repository().load_series(series_id)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def display_range(db_url: str, series_id: int, low_pct: float = 1.0, high_pct: float = 99.5) -> tuple[float, float]:
+    """Default display range of a stored series (its last frame when dynamic), computed once."""
+    from core.viz.slices import robust_range
+
+    volume = load_series(db_url, series_id)
+    return robust_range(volume.data[..., -1] if volume.data.ndim == 4 else volume.data, low_pct, high_pct)
+
+
 @st.cache_resource(max_entries=6, show_spinner=False)
 def load_mask(db_url: str, mask_id: int):
     return repository().load_mask(mask_id)

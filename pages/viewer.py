@@ -4,9 +4,9 @@ import numpy as np
 import streamlit as st
 
 from core.imaging.planes import sample_point, to_canonical
-from core.viz.slices import OVERLAY_COLORMAPS, fusion_figure, orthogonal_planes, robust_range
+from core.viz.slices import OVERLAY_COLORMAPS, fusion_figure, orthogonal_planes
 from core.errors import InputError
-from pages._shared import load_mask, load_series, repository, show_input_error
+from pages._shared import display_range, load_mask, load_series, repository, show_input_error
 
 BACKGROUNDS = ("t1c", "t1", "flair", "ct", "dynamic_pet", "static_pet")
 
@@ -44,13 +44,14 @@ with st.sidebar:
     if pet is not None and not pet.suv_available:
         st.caption(f"SUV unavailable: {pet.suv_unavailable_reason}.")
     scale = pet.suv_factor if units == "SUV" else 1.0
-    late = (pet.data[..., -1] if pet.data.ndim == 4 else pet.data) if pet is not None else np.ones(1)
+    pet_top = display_range(repo.url, pet_rec.id, 1.0, 99.9)[1] if pet is not None else 1.0
     pet_max = st.number_input(f"PET colour-bar max ({units})", min_value=0.0, key=f"pet_max_{units}",
-                              value=float(f"{robust_range(late, 1.0, 99.9)[1] * scale:.3g}"))
+                              value=float(f"{pet_top * scale:.3g}"))
     colormap = st.selectbox("Colour map", OVERLAY_COLORMAPS, key="colormap")
     opacity = st.slider("PET opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
     hide_below = st.slider("Hide PET below (% of colour-bar max)", 0, 100, 10, 5, key="hide_below")
-    window = st.slider("Background window", *robust_range(grid.data), robust_range(grid.data), key="window")
+    bg_range = display_range(repo.url, bg_rec.id)
+    window = st.slider("Background window", *bg_range, bg_range, key=f"window_{bg_rec.id}")
 tumour = next((m for m in case.masks if m.name == "tumour"), None)
 centre = grid.mm_to_voxel(load_mask(repo.url, tumour.id).centroid_mm()) if tumour else np.array(grid.shape) / 2
 
