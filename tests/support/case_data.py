@@ -134,3 +134,43 @@ def nifti_with_nan(target: Path) -> Path:
     nib.save(nib.Nifti1Image(data, AFFINE), target)
     target.with_name(target.name.replace(".nii.gz", ".json")).write_text(json.dumps({"Modality": "MR"}))
     return target
+
+
+def nifti_with_affine(target: Path, affine: np.ndarray) -> Path:
+    """A 3D MR NIfTI whose affine is given as is (zero spacing, singular, ...)."""
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.ones((4, 4, 3), np.float32), None)
+    img.set_sform(affine, code=2)  # nibabel refuses such a qform: sform only
+    nib.save(img, target)
+    return target
+
+
+def pet_with_sidecar_timing(source_pet: Path, target: Path, starts_s: list[float], durations_s: list[float]) -> Path:
+    """A copy of a dynamic PET NIfTI whose sidecar carries the given (bad) frame timing."""
+    target.write_bytes(source_pet.read_bytes())
+    sidecar = json.loads(source_pet.with_name(source_pet.name.replace(".nii.gz", ".json")).read_text())
+    sidecar.update(FrameTimesStart=starts_s, FrameDuration=durations_s)
+    target.with_name(target.name.replace(".nii.gz", ".json")).write_text(json.dumps(sidecar))
+    return target
+
+
+def dicom_missing_slice(volume: Volume, out_dir: Path) -> Path:
+    """A DICOM series with one slice in the middle removed."""
+    files = sorted(write_identifying_dicom(volume, out_dir, seed=5))
+    by_position = sorted(files, key=lambda f: float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]))
+    by_position[len(by_position) // 2].unlink()
+    return out_dir
+
+
+def dicom_uneven_spacing(volume: Volume, out_dir: Path) -> Path:
+    """A DICOM series whose last slice sits 1 mm further than the regular spacing."""
+    files = sorted(write_identifying_dicom(volume, out_dir, seed=6))
+    z = {f: float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]) for f in files}
+    top = max(z.values())
+    for f in files:
+        if z[f] == top:
+            ds = pydicom.dcmread(f)
+            ds.ImagePositionPatient = [ds.ImagePositionPatient[0], ds.ImagePositionPatient[1], top + 1.0]
+            ds.save_as(f)
+    return out_dir

@@ -17,6 +17,7 @@ from core.errors import (
     CaseStoreError,
     DicomSeriesError,
     InputError,
+    GeometryError,
     InvalidVoxelError,
     MaskError,
     TimingError,
@@ -57,6 +58,16 @@ def inputs(tmp_path_factory):
     damaged_zip.write_bytes((root / "tmp.zip").read_bytes()[:300])
     files["damaged_zip"] = damaged_zip
     files["missing"] = bad / "does_not_exist.nii.gz"
+    n = pet.n_frames
+    files["frame_count_mismatch"] = cd.pet_with_sidecar_timing(
+        files["pet"], bad / "count_pet.nii.gz", [0.0, 60.0], [60.0, 60.0])
+    files["non_monotonic_frames"] = cd.pet_with_sidecar_timing(
+        files["pet"], bad / "order_pet.nii.gz", [120.0, 0.0, 60.0][:n], [60.0] * n)
+    files["zero_spacing"] = cd.nifti_with_affine(bad / "flat_T1w.nii.gz", np.diag([2.0, 0.0, 3.0, 1.0]))
+    singular = np.array([[2.0, 2.0, 0, 0], [0, 0, 0, 0], [0, 0, 3.0, 0], [0, 0, 0, 1]])
+    files["singular_affine"] = cd.nifti_with_affine(bad / "singular_T1w.nii.gz", singular)
+    files["missing_slice"] = cd.dicom_missing_slice(cd.mri(), bad / "missing_slice")
+    files["uneven_spacing"] = cd.dicom_uneven_spacing(cd.mri(), bad / "uneven_spacing")
     return files
 
 
@@ -347,6 +358,12 @@ BAD_INPUTS = [
     ("mixed_dicom", DicomSeriesError),
     ("damaged_zip", UnreadableFileError),
     ("missing", InputError),
+    ("frame_count_mismatch", TimingError),
+    ("non_monotonic_frames", TimingError),
+    ("zero_spacing", GeometryError),
+    ("singular_affine", GeometryError),
+    ("missing_slice", DicomSeriesError),
+    ("uneven_spacing", DicomSeriesError),
 ]
 
 
