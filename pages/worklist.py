@@ -10,6 +10,8 @@ from core.phantoms import SITES
 from pages._shared import repository, show_input_error
 
 st.title("Worklist")
+if "worklist_message" in st.session_state:  # set by an import just before its rerun
+    st.success(st.session_state.pop("worklist_message"), icon=":material/check_circle:")
 repo = repository()
 cases = repo.list_cases()
 
@@ -49,7 +51,8 @@ with st.expander("Import images (NIfTI + PET-BIDS sidecar, or a DICOM zip)"):
                                                 user="worklist",
                                                 progress=lambda f, m: bar.progress((n + f) / len(paths), m))
                     study_id = series.study_id
-            st.success(f"Imported {len(paths)} series into case {study_id}.")
+            st.session_state["worklist_message"] = f"Imported {len(paths)} series into case {study_id}."
+            st.rerun()  # the table now lists the case
         except InputError as err:
             show_input_error(err)
 

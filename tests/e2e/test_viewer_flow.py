@@ -63,3 +63,39 @@ def test_corrupt_upload_shows_error_and_app_keeps_running(server, page, tmp_path
     page.screenshot(path=str(ARTIFACTS / "worklist_upload_error.png"), full_page=True)
     assert page.get_by_role("heading", name="Worklist").is_visible()
     assert not page.locator("[data-testid='stException']").count()
+
+
+def test_upload_a_dicom_zip_creates_a_deidentified_case(server, page, tmp_path):
+    import zipfile
+
+    import numpy as np
+
+    from core.imaging import Volume
+    from core.imaging.dicom import write_dicom_series
+
+    mri = Volume(np.random.default_rng(3).random((24, 20, 12)).astype(np.float32) * 500,
+                 np.diag([2.0, 2.0, 3.0, 1.0]), "MR")
+    files = write_dicom_series(mri, tmp_path / "t1", patient_name="Musterfrau^Erika", patient_id="PID-889977",
+                               series_description="T1 MPRAGE", seed=11)
+    upload = tmp_path / "t1_series.zip"
+    with zipfile.ZipFile(upload, "w") as zf:
+        for f in files:
+            zf.write(f, f.name)
+
+    page.goto(server)
+    wait_idle(page)
+    page.get_by_text("Import images (", exact=False).click()
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(upload))
+    page.get_by_text("t1_series.zip").first.wait_for()
+    page.get_by_label("Pseudonym (leave empty to create one)").fill("E2E-UPLOAD-1")
+    page.get_by_label("Pseudonym (leave empty to create one)").press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Import", exact=True).click()
+    success = page.locator("[data-testid='stAlertContentSuccess']").first
+    success.wait_for(timeout=60_000)
+    assert "Imported 1 series" in success.inner_text()
+    wait_idle(page)
+    page.screenshot(path=str(ARTIFACTS / "worklist_upload_dicom.png"), full_page=True)
+    page.locator("[role=gridcell]", has_text="E2E-UPLOAD-1").first.wait_for(state="attached")
+    assert not page.locator("[role=gridcell]", has_text="Musterfrau").count()
+    assert not page.locator("[data-testid='stException']").count()
