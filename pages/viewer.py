@@ -8,8 +8,6 @@ from core.viz.slices import OVERLAY_COLORMAPS, fusion_figure, orthogonal_planes
 from core.errors import InputError
 from pages._shared import display_range, load_mask, load_series, repository, show_input_error
 
-BACKGROUNDS = ("t1c", "t1", "flair", "ct", "dynamic_pet", "static_pet")
-
 st.title("Case viewer")
 repo = repository()
 cases = {c.study_id: c for c in repo.list_cases()}
@@ -21,14 +19,18 @@ ids = list(cases)
 study_id = st.selectbox("Case", ids, index=ids.index(int(wanted)) if wanted.isdigit() and int(wanted) in cases else 0,
                         format_func=lambda s: f"{cases[s].pseudonym} · {cases[s].label or 'no label'}", key="case")
 st.query_params["study"] = str(study_id)
+if st.session_state.get("viewer_study") != study_id:  # a new case starts at its lesion, on its last frame
+    for key in ("frame", "cursor_i", "cursor_j", "cursor_k"):
+        st.session_state.pop(key, None)
+    st.session_state["viewer_study"] = study_id
 case = repo.get_case(study_id)
 if case.synthetic:
     st.warning("Synthetic demo case: simulated images, not patient data.", icon=":material/science:")
-backgrounds = sorted((s for s in case.series if s.role in BACKGROUNDS), key=lambda s: BACKGROUNDS.index(s.role))
+backgrounds = case.backgrounds()
 if not backgrounds:
     st.info("This case has no image series to show yet: import one on the Worklist.")
     st.stop()
-pet_rec = next((s for s in case.series if s.role in ("dynamic_pet", "static_pet")), None)
+pet_rec = case.pet
 try:
     pet = load_series(repo.url, pet_rec.id) if pet_rec else None
     bg_rec = st.sidebar.selectbox("Background", backgrounds, format_func=lambda s: s.role, key="background")
@@ -52,7 +54,7 @@ with st.sidebar:
     hide_below = st.slider("Hide PET below (% of colour-bar max)", 0, 100, 10, 5, key="hide_below")
     bg_range = display_range(repo.url, bg_rec.id)
     window = st.slider("Background window", *bg_range, bg_range, key=f"window_{bg_rec.id}")
-tumour = next((m for m in case.masks if m.name == "tumour"), None)
+tumour = case.mask_by_name("tumour")
 centre = grid.mm_to_voxel(load_mask(repo.url, tumour.id).centroid_mm()) if tumour else np.array(grid.shape) / 2
 
 

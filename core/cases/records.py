@@ -30,6 +30,9 @@ __all__ = [
 #: Worklist table columns, the keys of :meth:`CaseSummary.as_row`.
 CASE_COLUMNS = ("Study", "Pseudonym", "Label", "Status", "Series", "Site", "Synthetic", "Date")
 
+#: Roles a PET can be fused over, most preferred first (see :meth:`CaseDetail.backgrounds`).
+_BACKGROUND_ORDER = ("t1c", "t1", "flair", "ct", "dynamic_pet", "static_pet")
+
 #: Case status on the worklist, in the order a case goes through them.
 STATUS_NEW = "new"
 STATUS_HAS_RESULTS = "has results"
@@ -334,3 +337,16 @@ class CaseDetail:
         """The newest mask called ``name``, or None."""
         found = [m for m in self.masks if m.name == name]
         return found[-1] if found else None
+
+    @property
+    def pet(self) -> SeriesRecord | None:
+        """The PET to read: the newest dynamic PET, else the newest static PET."""
+        return self.series_by_role("dynamic_pet") or self.series_by_role("static_pet")
+
+    def backgrounds(self) -> list[SeriesRecord]:
+        """Series a PET can be fused over, in the order a reader prefers them.
+
+        Contrast T1 first (the lesion's enhancement is what amino-acid PET is read
+        against), then T1, FLAIR, CT and finally the PET itself when nothing else exists.
+        """
+        return [s for role in _BACKGROUND_ORDER for s in reversed(self.series) if s.role == role]

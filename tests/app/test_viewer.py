@@ -100,3 +100,20 @@ def test_pet_without_dose_shows_bq_per_ml_and_says_why(empty_store, tmp_path):
     assert at.radio(key="units").options == ["Bq/ml"]
     assert any(c.value.startswith("SUV unavailable:") for c in at.sidebar.caption)
     assert "Bq/ml" in _status(at)
+
+
+def test_switching_cases_starts_at_the_new_lesion_on_the_last_frame(demo_store):
+    import numpy as np
+
+    from core.cases.repository import CaseRepository
+
+    at = AppTest.from_file(VIEWER, default_timeout=60).run()
+    at.slider(key="frame").set_value(1).run()
+    at.selectbox(key="case").select_index(1).run()
+    assert not at.exception
+    assert at.query_params["study"] in (["2"], "2")
+    assert at.slider(key="frame").value == at.slider(key="frame").max
+    repo = CaseRepository()
+    lesion_mm = repo.load_mask(repo.get_case(2).mask_by_name("tumour").id).centroid_mm()
+    cursor_mm = np.array([float(v) for v in re.search(r"\(([-\d.]+), ([-\d.]+), ([-\d.]+)\) mm", _status(at)).groups()])
+    assert np.all(np.abs(cursor_mm - lesion_mm) <= 1.0 + 1e-6)   # within half of a 2 mm voxel per axis

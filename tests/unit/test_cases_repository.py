@@ -454,3 +454,12 @@ def test_load_detects_a_corrupted_store_file(case_repo, inputs):
     shutil.rmtree(case_repo.store.root)
     with pytest.raises(CaseStoreError, match="missing"):
         case_repo.load_series(rec.id)
+
+
+def test_case_picks_its_pet_and_orders_fusion_backgrounds(case_repo, inputs):
+    pet = case_repo.import_series(inputs["pet"], pseudonym="P020")
+    flair = case_repo.import_series(inputs["other_grid"], study_id=pet.study_id, role="flair")
+    t1 = case_repo.import_series(inputs["t1"], study_id=pet.study_id, role="t1c")
+    case = case_repo.get_case(pet.study_id)
+    assert case.pet.id == pet.id
+    assert [s.id for s in case.backgrounds()] == [t1.id, flair.id, pet.id]
