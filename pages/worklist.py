@@ -43,18 +43,20 @@ with st.expander("Import images (NIfTI + PET-BIDS sidecar, or a DICOM zip)"):
                         format_func=lambda r: r or "detect from the file")
     if st.button("Import", disabled=not files, key="import_button"):
         bar = st.progress(0.0, "Importing…")
+        study_id, done = None, 0  # every file of one upload belongs to one case
         try:
-            study_id = None  # every file of one upload belongs to one case
             with stage_uploads([(f.name, f.getvalue()) for f in files]) as paths:
-                for n, path in enumerate(paths):
+                for path in paths:
                     series = repo.import_series(path, pseudonym=pseudonym, study_id=study_id, role=role,
                                                 user="worklist",
-                                                progress=lambda f, m: bar.progress((n + f) / len(paths), m))
-                    study_id = series.study_id
-            st.session_state["worklist_message"] = f"Imported {len(paths)} series into case {study_id}."
+                                                progress=lambda f, m: bar.progress((done + f) / len(paths), m))
+                    study_id, done = series.study_id, done + 1
+            st.session_state["worklist_message"] = f"Imported {done} series into case {study_id}."
             st.rerun()  # the table now lists the case
         except InputError as err:
             show_input_error(err)
+            if done:  # each series is imported whole or not at all; say which ones made it
+                st.warning(f"{done} series of this upload were imported into case {study_id} before the error.")
 
 with st.expander("Synthetic demo cohort"):
     st.caption("Simulated 18F-FDOPA glioma cases (see core/phantoms/README.md). Marked synthetic everywhere. "
@@ -65,7 +67,12 @@ with st.expander("Synthetic demo cohort"):
     site = site_col.selectbox("Site", list(SITES), key="demo_site")
     if st.button("Generate demo cohort", key="demo_button"):
         bar = st.progress(0.0, "Generating…")
-        ids = create_demo_cohort(repo, n=int(n), seed=int(seed), site=site, progress=lambda f, m: bar.progress(f, m))
+        try:
+            ids = create_demo_cohort(repo, n=int(n), seed=int(seed), site=site,
+                                     progress=lambda f, m: bar.progress(f, m))
+        except InputError as err:
+            show_input_error(err)
+            st.stop()
         if ids:
             st.rerun()  # the table now lists them
         st.info("These patients are already in the store: choose another seed or site.")

@@ -99,3 +99,26 @@ def test_upload_a_dicom_zip_creates_a_deidentified_case(server, page, tmp_path):
     page.locator("[role=gridcell]", has_text="E2E-UPLOAD-1").first.wait_for(state="attached")
     assert not page.locator("[role=gridcell]", has_text="Musterfrau").count()
     assert not page.locator("[data-testid='stException']").count()
+
+
+def test_upload_with_one_bad_file_says_which_series_made_it(server, page, tmp_path):
+    import numpy as np
+
+    from core.imaging import Volume
+    from core.imaging.nifti import write_nifti
+
+    good = write_nifti(Volume(np.random.default_rng(4).random((10, 10, 6)).astype(np.float32) * 300,
+                              np.diag([2.0, 2.0, 2.0, 1.0]), "MR"), tmp_path / "a_flair.nii.gz")
+    bad = tmp_path / "b_pet.nii.gz"
+    bad.write_bytes(good.read_bytes()[:60])  # cut off in transfer
+    page.goto(server)
+    wait_idle(page)
+    page.get_by_text("Import images (", exact=False).click()
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files([str(good), str(bad)])
+    page.get_by_text("b_pet.nii.gz").first.wait_for()
+    page.get_by_role("button", name="Import", exact=True).click()
+    page.locator("[data-testid='stAlertContentError']").first.wait_for(timeout=60_000)
+    assert "b_pet.nii.gz: " in page.locator("[data-testid='stAlertContentError']").first.inner_text()
+    warning = page.locator("[data-testid='stAlertContentWarning']").first.inner_text()
+    assert "1 series of this upload were imported" in warning
+    assert not page.locator("[data-testid='stException']").count()
