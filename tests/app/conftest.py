@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.demo_store import ROOT, build_demo_store, store_env
+from tests.demo_store import build_demo_store, store_env
 
 
 @pytest.fixture(scope="session")
@@ -25,8 +25,3 @@ def empty_store(tmp_path, monkeypatch):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
-
-
-@pytest.fixture
-def page_path():
-    return lambda name: str(ROOT / name)
