@@ -142,7 +142,7 @@ def make_lesion(
     oedema_mm : float
         e-folding distance of the surrounding oedema.
     hemisphere : {"left", "right"}, optional
-        Drawn at random when omitted.
+        The patient's side (RAS+: left is +x); drawn at random when omitted.
     """
     if enhancement_pattern not in ENHANCEMENT_PATTERNS:
         raise ValueError(f"enhancement_pattern must be one of {ENHANCEMENT_PATTERNS}, got {enhancement_pattern!r}")
@@ -150,8 +150,8 @@ def make_lesion(
     vox = anatomy.voxel_size_mm
     shape = anatomy.shape
     if hemisphere is None:
-        hemisphere = "left" if rng.random() < 0.5 else "right"
-    side = -1.0 if hemisphere == "left" else 1.0
+        hemisphere = "right" if rng.random() < 0.5 else "left"
+    side = 1.0 if hemisphere == "left" else -1.0  # RAS+: the patient's left is +x
 
     candidates = (parenchyma & (anatomy.brain_depth_mm >= max(12.0, 0.7 * radius_mm))
                   & (side * x >= 18.0) & (z >= -15.0) & (z <= 55.0)
