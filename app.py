@@ -10,6 +10,7 @@ pages = {
     "Review": [
         st.Page("pages/worklist.py", title="Worklist", icon=":material/list_alt:", default=True),
         st.Page("pages/viewer.py", title="Case viewer", icon=":material/view_in_ar:", url_path="viewer"),
+        st.Page("pages/kinetics.py", title="PET kinetics", icon=":material/monitoring:", url_path="kinetics"),
     ],
 }
 

@@ -67,3 +67,15 @@ def load_mask(db_url: str, mask_id: int):
 def show_input_error(err: InputError) -> None:
     """Show an input problem as a physician-readable message; the app keeps running."""
     st.error(str(err), icon=":material/error:")
+
+
+def choose_case(repo, cases: dict):
+    """Case picker shared by the review pages; the choice travels in the URL (``?study=``)."""
+    wanted = str(st.query_params.get("study") or st.session_state.get("study_id") or "")
+    ids = list(cases)
+    index = ids.index(int(wanted)) if wanted.isdigit() and int(wanted) in cases else 0
+    study_id = st.selectbox("Case", ids, index=index, key="case",
+                            format_func=lambda s: f"{cases[s].pseudonym} · {cases[s].label or 'no label'}")
+    st.query_params["study"] = str(study_id)
+    st.session_state["study_id"] = study_id
+    return study_id

@@ -6,7 +6,7 @@ import streamlit as st
 from core.imaging.planes import sample_point, to_canonical
 from core.viz.slices import OVERLAY_COLORMAPS, fusion_figure, orthogonal_planes
 from core.errors import InputError
-from pages._shared import display_range, load_mask, load_series, repository, show_input_error
+from pages._shared import choose_case, display_range, load_mask, load_series, repository, show_input_error
 
 st.title("Case viewer")
 repo = repository()
@@ -14,11 +14,7 @@ cases = {c.study_id: c for c in repo.list_cases()}
 if not cases:
     st.info("No case to show yet: import images or generate the demo cohort on the Worklist.")
     st.stop()
-wanted = str(st.query_params.get("study") or st.session_state.get("study_id") or "")
-ids = list(cases)
-study_id = st.selectbox("Case", ids, index=ids.index(int(wanted)) if wanted.isdigit() and int(wanted) in cases else 0,
-                        format_func=lambda s: f"{cases[s].pseudonym} · {cases[s].label or 'no label'}", key="case")
-st.query_params["study"] = str(study_id)
+study_id = choose_case(repo, cases)
 if st.session_state.get("viewer_study") != study_id:  # a new case starts at its lesion, on its last frame
     for key in ("frame", "cursor_i", "cursor_j", "cursor_k"):
         st.session_state.pop(key, None)

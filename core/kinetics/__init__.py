@@ -24,7 +24,7 @@ from core.kinetics.compartment import (
     two_tissue_irf,
     two_tissue_tac,
 )
-from core.kinetics.fitting import DEFAULT_BOUNDS, MODELS, PARAMETERS, check_frames, fit
+from core.kinetics.fitting import DEFAULT_BOUNDS, MODELS, PARAMETERS, check_frames, fit, predict
 from core.kinetics.input_functions import (
     INPUT_SOURCES,
     INPUT_UNITS,
@@ -64,6 +64,7 @@ __all__ = [
     "PARAMETERS",
     "check_frames",
     "fit",
+    "predict",
     "INPUT_SOURCES",
     "INPUT_UNITS",
     "InputFunction",

@@ -101,8 +101,9 @@ import torch
 
 from core.errors import InputError, TimingError
 from core.kinetics._basis import ExponentialTable
+from core.kinetics.compartment import frame_average
 
-__all__ = ["fit", "MODELS", "PARAMETERS", "DEFAULT_BOUNDS", "check_frames"]
+__all__ = ["fit", "predict", "MODELS", "PARAMETERS", "DEFAULT_BOUNDS", "check_frames"]
 
 #: Models :func:`fit` knows, with the parameters it estimates (in this order).
 PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -622,7 +623,7 @@ def fit(model: str, tac, frame_start, frame_end, input_time=None, input_conc=Non
         rt, rc, ref = _reference_curve(reference, fs, fe)
         theta_max = hi[1] / (1.0 + lo[2]) * 1.01
         table = ExponentialTable.build(rt, rc, fs, fe, theta_max=theta_max, device=dev, dtype=dt)
-        ctx = _Context(table, table.input_average, torch.as_tensor(ref, dtype=dt, device=dev))
+        ctx = _Context(table, table.input_average, torch.tensor(np.array(ref, dtype=float), dtype=dt, device=dev))
     else:
         t, c = _check_input(input_time, input_conc, fe)
         theta_max = float(sum(hi[1:len(names) - 1])) * 1.01
@@ -669,6 +670,59 @@ def fit(model: str, tac, frame_start, frame_end, input_time=None, input_conc=Non
     out["ok"] = ok.reshape(batch)
     out["n_iter"] = n_iter.reshape(batch)
     return out
+
+
+def predict(model: str, parameters: Mapping[str, np.ndarray], frame_start, frame_end, input_time=None,
+            input_conc=None, reference=None, *, blood=None) -> np.ndarray:
+    """Frame-averaged model curves for fitted parameters (the curves :func:`fit` matched).
+
+    Parameters
+    ----------
+    model : {"1tcm", "2tcm_irr", "2tcm", "srtm"}
+        Graphical analyses have no model curve.
+    parameters : dict of str to array-like
+        The model's parameters (e.g. the output of :func:`fit`), any common shape ``P``.
+    frame_start, frame_end, input_time, input_conc, reference, blood
+        As for :func:`fit`.
+
+    Returns
+    -------
+    ndarray of shape ``P + (T,)``; NaN where a parameter is NaN.
+    """
+    name = _check_model(model)
+    if name in ("patlak", "logan"):
+        raise InputError(f"{name} is a graphical analysis and has no model curve", fix="Plot its linear fit instead.")
+    fs, fe = check_frames(frame_start, frame_end)
+    names = PARAMETERS[name]
+    missing = [k for k in names if k not in parameters]
+    if missing:
+        raise InputError(f"the {name} parameters {missing} are missing")
+    values = np.stack(np.broadcast_arrays(*(np.asarray(parameters[k], dtype=float) for k in names)), axis=-1)
+    shape = values.shape[:-1]
+    flat = values.reshape(-1, len(names))
+    good = np.all(np.isfinite(flat), axis=-1)
+    dt = torch.float64
+    if name == "srtm":
+        if reference is None:
+            raise InputError("SRTM curves need the reference-region TAC")
+        rt, rc, ref = _reference_curve(reference, fs, fe)
+        theta = float(np.nanmax(flat[:, 1] / (1.0 + flat[:, 2]), initial=0.0))
+        table = ExponentialTable.build(rt, rc, fs, fe, theta_max=max(theta, 1e-3) * 1.01)
+        ctx = _Context(table, table.input_average, torch.tensor(np.array(ref, dtype=float), dtype=dt))
+    else:
+        t, c = _check_input(input_time, input_conc, fe)
+        theta = float(np.nanmax(np.sum(flat[:, 1:len(names) - 1], axis=-1), initial=0.0))
+        table = ExponentialTable.build(t, c, fs, fe, theta_max=max(theta, 1e-3) * 1.01)
+        blood_avg = table.input_average
+        if blood is not None:
+            _, b = _check_input(t, blood, fe, what="whole-blood curve")
+            blood_avg = torch.as_tensor(frame_average(t, b, fs, fe), dtype=dt)
+        ctx = _Context(table, blood_avg)
+    out = np.full((flat.shape[0], fs.size), np.nan)
+    if good.any():
+        curves, _ = _PREDICT[name](torch.as_tensor(flat[good], dtype=dt), ctx, False)
+        out[good] = curves.numpy()
+    return out.reshape(shape + (fs.size,))
 
 
 def _derived(model: str, p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

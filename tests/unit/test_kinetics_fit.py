@@ -269,3 +269,19 @@ def test_bad_input_is_refused(plasma):
         fit("1tcm", tac, FS, FE, input_time=t, input_conc=c, bounds={"k4": (0, 1)})
     with pytest.raises(TimingError, match="at least 3"):
         fit("patlak", tac, FS, FE, input_time=t, input_conc=c, t_star=29.0)
+
+
+def test_predict_reproduces_the_fitted_curve(plasma):
+    from core.kinetics import predict
+
+    t, c = plasma
+    tac = _ode_frames(t, c, _two_tissue(0.1, 0.15, 0.03, 0.0), 2, FS, FE, vB=0.05)
+    out = fit("2tcm_irr", tac, FS, FE, input_time=t, input_conc=c, device="cpu")
+    curve = predict("2tcm_irr", out, FS, FE, input_time=t, input_conc=c)
+    assert np.allclose(curve, tac, rtol=1e-5, atol=1e-6 * tac.max())
+    ref = _ode_frames(t, c, _one_tissue(0.05, 0.1), 1, FS, FE)
+    target = _ode_frames(t, c, _one_tissue(0.08, 0.08), 1, FS, FE)
+    srtm = fit("srtm", target, FS, FE, reference=ref, device="cpu")
+    assert np.allclose(predict("srtm", srtm, FS, FE, reference=ref), target, rtol=1e-3, atol=1e-3 * target.max())
+    nan = predict("1tcm", {"K1": [0.1, np.nan], "k2": 0.1, "vB": 0.0}, FS, FE, input_time=t, input_conc=c)
+    assert np.isfinite(nan[0]).all() and np.isnan(nan[1]).all()
