@@ -46,6 +46,7 @@ demo: $(VENV)/.deps
 
 bench: $(VENV)/.test-deps system-deps
 	$(BIN)/python benchmarks/viewer.py
+	$(BIN)/python benchmarks/kinetics.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -59,7 +59,7 @@ import numpy as np
 from scipy import ndimage, optimize
 
 from core.errors import GeometryError, InputError, MaskError
-from core.imaging.resample import resample_to
+from core.imaging.resample import _matrix_of, resample_to
 from core.imaging.validate import check_mask, check_volume
 from core.imaging.volume import DynamicVolume, Volume
 
@@ -789,16 +789,9 @@ def _at_resolution(vol: Volume, voxel_mm: float) -> Volume:
 
 
 def _ras_matrix(transform) -> np.ndarray:
-    """4x4 RAS matrix of an affine ITK transform (which works in LPS), by mapping the origin and unit points."""
+    """4x4 RAS matrix of an affine ITK transform (ITK works in LPS)."""
     flip = np.diag([-1.0, -1.0, 1.0, 1.0])
-    origin = np.asarray(transform.TransformPoint((0.0, 0.0, 0.0)))
-    lps = np.eye(4)
-    for i in range(3):
-        e = [0.0, 0.0, 0.0]
-        e[i] = 1.0
-        lps[:3, i] = np.asarray(transform.TransformPoint(tuple(e))) - origin
-    lps[:3, 3] = origin
-    return flip @ lps @ flip
+    return flip @ _matrix_of(transform) @ flip
 
 
 def _register_template(fixed: Volume) -> tuple[np.ndarray, dict]:
