@@ -34,19 +34,85 @@ _DYNAMIC_ROWS = (("ttp_min", "Time to peak (min)"), ("slope_per_h", "Slope (/h)"
                  ("early_late_ratio", "Early/late ratio"), ("pattern", "Curve pattern"))
 
 
-def settings_sidebar(settings_type):
-    """The analysis settings chosen in the sidebar."""
+def _protocol_or_fdopa(tracer):
+    """The tracer's protocol for widget defaults (FDOPA's when unknown: the analysis then says why)."""
+    from core.errors import InputError
+    from core.kinetics.parameters import protocol_for
+
+    try:
+        return protocol_for(tracer)
+    except InputError:
+        return protocol_for("FDOPA")
+
+
+def settings_sidebar(settings_type, repo, case):
+    """The analysis settings chosen in the sidebar (an uploaded input CSV becomes a choice)."""
+    from core.kinetics.analysis import INPUT_FILE_KIND
+
+    files = {r.parameters["sha256"]: r.parameters.get("name", "input.csv")
+             for r in repo.list_results(case.study_id, INPUT_FILE_KIND)}
     with st.sidebar:
         st.subheader("Kinetic analysis")
         tracer = st.selectbox("Tracer", ["from the image", "FDOPA", "FET"], key="tracer")
-        source = st.selectbox("Input function", ["auto", "arterial", "population", "image-derived", "none"],
-                              key="input_function", help="auto: measured arterial curve, else population, "
-                              "else image-derived.")
+        sources = ["auto", "arterial", "population", "image-derived", "none"] + [f"file: {n}" for n in files.values()]
+        source = st.selectbox("Input function", sources, key="input_function",
+                              help="auto: measured arterial curve, else population, else image-derived (a mask "
+                                   "called 'vessel' when the case has one). Upload a CSV below the tabs.")
+        masks = [m.name for m in case.masks if m.name not in ("tumour", "aggressive")]
+        background = st.selectbox("Background", ["contralateral"] + masks, key="background_region",
+                                  help="contralateral: crescent of grey and white matter opposite the tumour.")
+        reference = st.selectbox("SRTM reference", ["background", "cerebellum", "occipital_cortex", "striatum"],
+                                 key="reference_region")
         map_model = st.selectbox("Voxel-wise model", ["2tcm_irr", "srtm", "1tcm", "patlak", "logan", "2tcm", "none"],
                                  key="map_model")
         method = st.selectbox("Clustering", ["kmeans", "gmm"], key="cluster_method")
-    return settings_type(tracer=None if tracer == "from the image" else tracer, input_function=source,
-                         map_model=map_model, cluster_method=method)
+        with st.expander("Windows and thresholds"):
+            default = _protocol_or_fdopa(tracer if tracer != "from the image" else
+                                         (case.pet.dose or {}).get("tracer") if case.pet else None)
+            window = st.slider("Static window (min p.i.)", 0.0, 90.0, tuple(default.static_window_min), 5.0,
+                               key=f"window_{default.name}")
+            btv = st.number_input("BTV threshold (TBR)", 1.1, 5.0, float(default.btv_tbr_threshold), 0.1,
+                                  key=f"btv_{default.name}")
+    file_sha = next((h for h, n in files.items() if source == f"file: {n}"), None)
+    return settings_type(
+        tracer=None if tracer == "from the image" else tracer, background=background, reference=reference,
+        input_function="file" if file_sha else source, input_file=file_sha, map_model=map_model,
+        cluster_method=method, btv_threshold=None if btv == default.btv_tbr_threshold else float(btv),
+        static_window_min=None if tuple(window) == tuple(default.static_window_min) else tuple(window))
+
+
+def upload_panel(repo, case) -> None:
+    """Add a mask (tumour, background, vessel) or an input-function CSV to the case."""
+    import tempfile
+    from pathlib import Path
+
+    from core.errors import InputError
+    from core.imaging.uploads import stage_uploads
+    from core.kinetics.analysis import store_input_csv
+    from pages._shared import show_input_error
+
+    with st.expander("Add a mask or an input function to this case"):
+        left, right = st.columns(2)
+        mask_file = left.file_uploader("Mask (NIfTI, 0/1)", type=["nii", "gz"], key="mask_upload")
+        name = left.selectbox("Mask name", ["tumour", "background", "vessel"], key="mask_name")
+        if left.button("Add mask", disabled=mask_file is None, key="add_mask"):
+            try:
+                with stage_uploads([(mask_file.name, mask_file.getvalue())]) as paths:
+                    repo.add_mask(case.study_id, paths[0], name, user="kinetics")
+                st.rerun()
+            except InputError as err:
+                show_input_error(err)
+        csv_file = right.file_uploader("Input function (CSV: time and plasma columns with units)",
+                                       type=["csv", "tsv", "txt"], key="csv_upload")
+        if right.button("Add input function", disabled=csv_file is None, key="add_csv"):
+            with tempfile.TemporaryDirectory(prefix="theraboard-input-") as tmp:
+                path = Path(tmp) / Path(csv_file.name).name
+                path.write_bytes(csv_file.getvalue())
+                try:
+                    store_input_csv(repo, case.study_id, path, name=csv_file.name, user="kinetics")
+                    st.rerun()
+                except InputError as err:
+                    show_input_error(err)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the stored analysis…")

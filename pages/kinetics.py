@@ -10,7 +10,7 @@ from core.kinetics.parameters import protocol_for
 from core.viz.kinetics import tac_figure
 from core.viz.slices import fusion_figure, orthogonal_planes
 from pages._kinetics_parts import (OVERLAYS, analysis_of, exports, fit_table, overlay_of, parameter_rows, scene_of,
-                             settings_sidebar)
+                                   settings_sidebar, upload_panel)
 from pages._shared import choose_case, display_range, load_series, repository, show_input_error
 
 st.title("PET kinetics")
@@ -23,8 +23,9 @@ study_id = choose_case(repo, cases)
 case = repo.get_case(study_id)
 if case.synthetic:
     st.warning("Synthetic demo case: simulated images, not patient data.", icon=":material/science:")
+upload_panel(repo, case)
 try:
-    settings = settings_sidebar(KineticsSettings)
+    settings = settings_sidebar(KineticsSettings, repo, case)
     record = find_analysis(repo, study_id, settings)
     if record is None:  # first visit with these settings: compute once, then it is stored
         with st.status("Running the kinetic analysis…", expanded=True) as status:

@@ -18,7 +18,7 @@ Steps, each documented in its module:
 5. Sub-regions, dynamic hotspot (:mod:`core.kinetics.subregions`) and biopsy target
    (:mod:`core.kinetics.biopsy`).
 6. Model fits of the region curves (every compartment model the input allows, SRTM with
-   the background as reference, Patlak and Logan) and a voxel-wise map of ``map_model``
+   the chosen reference region, Patlak and Logan) and a voxel-wise map of ``map_model``
    inside the brain (:func:`core.kinetics.fit`).
 """
 
@@ -39,13 +39,15 @@ from core.errors import InputError, MaskError
 from core.imaging.volume import DynamicVolume, Volume
 
 __all__ = ["KineticsSettings", "KineticsAnalysis", "analyse_case", "load_analysis", "find_analysis",
-           "export_csv", "export_nifti_zip", "ANALYSIS_KIND", "ROI_MODELS"]
+           "store_input_csv", "export_csv", "export_nifti_zip", "ANALYSIS_KIND", "INPUT_FILE_KIND", "ROI_MODELS"]
 
 ANALYSIS_KIND = "kinetics.analysis"
 _FORMAT = 1  # bump when the stored layout changes
 ROI_MODELS = ("1tcm", "2tcm_irr", "2tcm", "srtm", "patlak", "logan")
 _PLASMA_MODELS = ("1tcm", "2tcm_irr", "2tcm", "patlak", "logan")
-_INPUT_CHOICES = ("auto", "arterial", "population", "image-derived", "none")
+_INPUT_CHOICES = ("auto", "arterial", "population", "image-derived", "file", "none")
+_REFERENCES = ("background", "cerebellum", "occipital_cortex", "striatum")
+INPUT_FILE_KIND = "kinetics.input_file"
 _MAP_MODELS = ("none", "1tcm", "2tcm_irr", "2tcm", "srtm", "patlak", "logan")
 #: Parameters of each map model that are kept as maps.
 _MAP_KEYS = {"1tcm": ("K1", "VT"), "2tcm_irr": ("K1", "Ki"), "2tcm": ("K1", "VT"), "srtm": ("R1", "BPND"),
@@ -64,22 +66,44 @@ class KineticsSettings:
         ``"FDOPA"`` or ``"FET"``; default the tracer of the PET's dose record.
     background : str, default="contralateral"
         ``"contralateral"`` (crescent opposite the tumour) or the name of a mask of the case.
-    input_function : {"auto", "arterial", "population", "image-derived", "none"}
+    reference : {"background", "cerebellum", "occipital_cortex", "striatum"}, default="background"
+        Reference region of SRTM (the region TAC of that name).
+    input_function : {"auto", "arterial", "population", "image-derived", "file", "none"}
+        ``image-derived`` uses the case's mask called ``"vessel"`` when there is one, else
+        an automatic vessel search; ``file`` an uploaded CSV (see :func:`store_input_csv`).
+    input_file : str, optional
+        SHA-256 of the uploaded input-function CSV (with ``input_function="file"``).
     map_model : {"2tcm_irr", "1tcm", "2tcm", "srtm", "patlak", "logan", "none"}
         Model of the voxel-wise map inside the brain.
     cluster_method : {"kmeans", "gmm"}
     btv_threshold : float, optional
         TBR threshold of the biological tumour volume; default the tracer's.
+    static_window_min : (float, float), optional
+        Summation window of the static image (and TBRs), min p.i.; default the tracer's.
     """
 
     tracer: str | None = None
     background: str = "contralateral"
+    reference: str = "background"
     input_function: str = "auto"
+    input_file: str | None = None
     map_model: str = "2tcm_irr"
     cluster_method: str = "kmeans"
     btv_threshold: float | None = None
+    static_window_min: tuple[float, float] | None = None
 
     def __post_init__(self):
+        if self.reference not in _REFERENCES:
+            raise InputError(f"unknown reference region {self.reference!r}", fix=f"Use one of {', '.join(_REFERENCES)}.")
+        if self.input_function == "file" and not self.input_file:
+            raise InputError("the input function 'file' needs the uploaded file's SHA-256 (input_file)",
+                             fix="Upload an input-function CSV for this case first.")
+        if self.static_window_min is not None:
+            a, b = (float(v) for v in self.static_window_min)
+            if not (np.isfinite(a) and np.isfinite(b) and 0 <= a < b):
+                raise InputError(f"the static window must run forward from injection, got {self.static_window_min!r}",
+                                 fix="Give (start, end) in minutes after injection with start < end.")
+            object.__setattr__(self, "static_window_min", (a, b))
         if self.input_function not in _INPUT_CHOICES:
             raise InputError(f"unknown input function choice {self.input_function!r}",
                              fix=f"Use one of {', '.join(_INPUT_CHOICES)}.")
@@ -91,7 +115,9 @@ class KineticsSettings:
             raise InputError(f"the BTV threshold must be a TBR above 1, got {self.btv_threshold!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "format": _FORMAT}
+        d = asdict(self)
+        d["static_window_min"] = list(self.static_window_min) if self.static_window_min else None
+        return {**d, "format": _FORMAT}
 
 
 @dataclass(frozen=True, eq=False)
@@ -234,7 +260,39 @@ def _load_inputs(repo, case) -> tuple[DynamicVolume, Volume, Any]:
     return pet, tumour, pet_rec
 
 
-def _choose_input(settings: KineticsSettings, repo, pet_rec, pet: DynamicVolume, tracer: str):
+def store_input_csv(repo, study_id: int, path, *, name: str | None = None, user: str = "local") -> str:
+    """Check a user's input-function CSV and keep it with the study; return its SHA-256.
+
+    The file is read with :func:`core.kinetics.input_functions.read_input_csv` first, so a
+    bad file raises its :class:`InputError` and nothing is stored.
+    """
+    import hashlib
+
+    from core.kinetics.input_functions import read_input_csv
+
+    inp = read_input_csv(path)
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    if not any(r.parameters.get("sha256") == digest for r in repo.list_results(study_id, INPUT_FILE_KIND)):
+        repo.add_result(study_id, INPUT_FILE_KIND, {"sha256": digest, "name": name or Path(path).name},
+                        {"description": inp.description, "n_samples": inp.n_samples, "end_min": inp.end_min},
+                        artefact=path, user=user)
+    return digest
+
+
+def _stored_input_file(repo, case, digest: str | None):
+    from core.kinetics.input_functions import read_input_csv
+
+    for record in reversed(repo.list_results(case.study_id, INPUT_FILE_KIND)):
+        if record.parameters.get("sha256") == digest and record.artefact_path:
+            stored = repo.resolve(record.artefact_path)
+            inp = read_input_csv(stored)
+            name = record.parameters.get("name", "input.csv")
+            return replace(inp, description=inp.description.replace(stored.name, name))
+    raise InputError(f"no uploaded input-function file {str(digest)[:12]}... belongs to case {case.pseudonym}",
+                     fix="Upload the CSV again on the PET kinetics page.")
+
+
+def _choose_input(settings: KineticsSettings, repo, case, pet_rec, pet: DynamicVolume, tracer: str):
     """The input function (or None) and a sentence saying which and why."""
     from core.kinetics.input_functions import image_derived_input, population_input, read_blood_tsv
 
@@ -257,8 +315,12 @@ def _choose_input(settings: KineticsSettings, repo, pet_rec, pet: DynamicVolume,
                 if pet.dose is None:
                     raise InputError("the PET has no dose record")
                 inp = population_input(tracer, pet.dose)
+            elif choice == "file":
+                inp = _stored_input_file(repo, case, settings.input_file)
             else:
-                inp = image_derived_input(pet)
+                vessel = case.mask_by_name("vessel")
+                inp = image_derived_input(pet, _on_pet_grid(repo.load_mask(vessel.id), pet, "vessel")
+                                          if vessel else None)
             inp.check_covers(pet.frame_end_min)
             return inp, f"{choice} input: {inp.description}"
         except InputError as err:
@@ -351,6 +413,8 @@ def analyse_case(repo, study_id: int, settings: KineticsSettings | None = None, 
     pet, tumour, pet_rec = _load_inputs(repo, case)
     tracer_name = settings.tracer or (pet.dose.tracer if pet.dose else None)
     protocol = par.protocol_for(tracer_name)
+    if settings.static_window_min is not None:
+        protocol = replace(protocol, static_window_min=settings.static_window_min)
     suv = pet.suv_available
     unit = "SUV" if suv else "Bq/ml"
     fs, fe = pet.frame_start_min, pet.frame_end_min
@@ -415,22 +479,27 @@ def analyse_case(repo, study_id: int, settings: KineticsSettings | None = None, 
     lap("subregions")
 
     _report(progress, 0.5, "Input function and model fits")
-    inp, input_note = _choose_input(settings, repo, pet_rec, pet, protocol.name)
+    inp, input_note = _choose_input(settings, repo, case, pet_rec, pet, protocol.name)
     inp = _in_unit(inp, unit, pet)
     roi_curves = {k: v.mean for k, v in tacs.items()}
-    fits, model_curves, fit_notes = _fit_regions(roi_curves, fs, fe, inp, tacs["background"].mean)
+    if settings.reference not in tacs:
+        raise InputError(f"the reference region {settings.reference!r} could not be found in this case",
+                         fix="Choose the background as reference.")
+    reference = tacs[settings.reference].mean
+    fits, model_curves, fit_notes = _fit_regions(roi_curves, fs, fe, inp, reference)
     notes.extend(fit_notes)
     lap("roi_fits")
 
     map_model = settings.map_model
     if map_model in _PLASMA_MODELS and inp is None:
-        notes.append(f"No input function for the {map_model} map: SRTM with the background as reference instead.")
+        notes.append(f"No input function for the {map_model} map: SRTM with the {settings.reference} as reference "
+                     "instead.")
         map_model = "srtm"
     map_units = {k: v.units for k, v in maps.items()}
     if map_model != "none":
         _report(progress, 0.6, f"Voxel-wise {map_model} map of the brain")
         curves, ijk = voxel_tacs(pet, brain, suv=suv)
-        kwargs: dict[str, Any] = ({"reference": tacs["background"].mean} if map_model == "srtm" else
+        kwargs: dict[str, Any] = ({"reference": reference} if map_model == "srtm" else
                                   {"input_time": inp.time_min, "input_conc": inp.plasma})
         if map_model in ("1tcm", "2tcm_irr", "2tcm") and inp.whole_blood is not None:
             kwargs["blood"] = inp.whole_blood
@@ -499,6 +568,8 @@ def load_analysis(repo, record) -> KineticsAnalysis:
 
     s = record.summary
     params = {k: v for k, v in record.parameters.items() if k != "format"}
+    if params.get("static_window_min") is not None:
+        params["static_window_min"] = tuple(params["static_window_min"])
     maps = {}
     if record.artefact_path:
         with np.load(repo.resolve(record.artefact_path)) as npz:

@@ -35,6 +35,9 @@ def test_overlay_and_model_choices_rerun_cleanly(demo_store):
     at.selectbox(key="model").set_value("none").run()
     at.multiselect(key="regions").set_value(["tumour", "cluster 1"]).run()
     assert not at.exception
+    at.selectbox(key="reference_region").set_value("cerebellum").run()   # new settings: a new stored analysis
+    assert not at.exception and not at.error
+    assert "srtm" in at.selectbox(key="fit_model").options
 
 
 def test_page_says_why_when_the_case_has_no_dynamic_pet(empty_store):

@@ -126,3 +126,41 @@ def test_bad_settings_and_cases_are_refused(store, tmp_path):
         analyse_case(repo, new.study_id, store=False)
     n_results = len(repo.list_results(new.study_id))
     assert n_results == 0  # nothing half-written
+
+
+def test_uploaded_input_csv_is_stored_and_used(store, analysis, tmp_path):
+    from core.kinetics.analysis import INPUT_FILE_KIND, store_input_csv
+
+    repo, study, _ = store
+    pet = repo.load_series(repo.get_case(study).pet.id)
+    inp = analysis.input_function
+    bq = np.asarray(inp["plasma"]) / pet.suv_factor  # the analysis keeps its input in SUV
+    csv = tmp_path / "my_input.csv"
+    csv.write_text("time_min,plasma_kBq/ml\n" + "".join(f"{t:.5f},{c / 1000:.6f}\n" for t, c in
+                                                         zip(inp["time_min"], bq)), encoding="utf-8")
+    digest = store_input_csv(repo, study, csv)
+    assert store_input_csv(repo, study, csv) == digest                      # stored once
+    assert len(repo.list_results(study, INPUT_FILE_KIND)) == 1
+    result = analyse_case(repo, study, KineticsSettings(input_function="file", input_file=digest, map_model="none"),
+                          store=False)
+    assert result.input_note.startswith("file input") and "my_input.csv" in result.input_note
+    # the same curve as the arterial input, so the same fit
+    assert result.fits["2tcm_irr"]["tumour"]["Ki"] == pytest.approx(analysis.fits["2tcm_irr"]["tumour"]["Ki"],
+                                                                     rel=1e-3)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,plasma\n0,1\n1,2\n2,3\n", encoding="utf-8")
+    with pytest.raises(InputError, match="unit"):
+        store_input_csv(repo, study, bad)
+    assert len(repo.list_results(study, INPUT_FILE_KIND)) == 1             # nothing stored
+
+
+def test_reference_region_and_static_window_can_be_chosen(store, analysis):
+    repo, study, _ = store
+    result = analyse_case(repo, study, KineticsSettings(reference="cerebellum", static_window_min=(20, 30),
+                                                        map_model="none"), store=False)
+    assert result.static["static_window_min"] == [20.0, 30.0]
+    assert result.static["tbr_max"] != pytest.approx(analysis.static["tbr_max"])
+    srtm = result.fits["srtm"]["tumour"]
+    assert srtm["ok"] and srtm["R1"] != pytest.approx(analysis.fits["srtm"]["tumour"]["R1"])
+    with pytest.raises(InputError, match="static window"):
+        KineticsSettings(static_window_min=(30, 10))
