@@ -29,7 +29,8 @@ OVERLAYS = {
 }
 _STATIC_ROWS = (("uptake_max", "max"), ("uptake_mean", "mean"), ("uptake_peak", "peak (1 ml)"),
                 ("tbr_max", "TBRmax"), ("tbr_mean", "TBRmean"), ("tbr_peak", "TBRpeak"), ("btv_ml", "BTV (ml)"),
-                ("tumour_volume_ml", "Tumour mask (ml)"), ("background_mean", "Background mean"))
+                ("tumour_volume_ml", "Tumour mask (ml)"), ("background_mean", "Background mean"),
+                ("tsr_max", "Tumour/striatum max"), ("tsr_mean", "Tumour/striatum mean"))
 _DYNAMIC_ROWS = (("ttp_min", "Time to peak (min)"), ("slope_per_h", "Slope (/h)"),
                  ("early_late_ratio", "Early/late ratio"), ("pattern", "Curve pattern"))
 

@@ -45,6 +45,7 @@ ANALYSIS_KIND = "kinetics.analysis"
 _FORMAT = 1  # bump when the stored layout changes
 ROI_MODELS = ("1tcm", "2tcm_irr", "2tcm", "srtm", "patlak", "logan")
 _PLASMA_MODELS = ("1tcm", "2tcm_irr", "2tcm", "patlak", "logan")
+_PREDICTABLE = ("1tcm", "2tcm_irr", "2tcm", "srtm")
 _INPUT_CHOICES = ("auto", "arterial", "population", "image-derived", "file", "none")
 _REFERENCES = ("background", "cerebellum", "occipital_cortex", "striatum")
 INPUT_FILE_KIND = "kinetics.input_file"
@@ -136,7 +137,9 @@ class KineticsAnalysis:
         ``tumour``, ``background``, ``cluster 1`` ... (1 = aggressive), ``hotspot`` when
         not empty, and the template reference regions.
     static : dict
-        :func:`core.kinetics.parameters.static_parameters` without its masks.
+        :func:`core.kinetics.parameters.static_parameters` without its masks, plus the
+        tumour-to-striatum ratios ``tsr_max``, ``tsr_mean`` (static window) when the
+        striatum was found.
     dynamic : dict of str to dict
         :func:`core.kinetics.parameters.dynamic_parameters` of each region curve.
     readings : list of dict
@@ -146,7 +149,8 @@ class KineticsAnalysis:
     input_note : str
         Which input was used and why (or why none).
     fits : dict of str to dict of str to dict
-        ``fits[model][region]``: parameter name to value (NaN when the fit failed), ``ok``.
+        ``fits[model][region]``: parameter name to value (NaN when the fit failed), ``ok``;
+        ``patlak_ref`` and ``logan_ref`` are the reference-region forms (relative Ki, DVR).
     model_curves : dict of str to dict of str to list
         Frame-averaged fitted curves of the compartment models.
     subregions : dict
@@ -342,9 +346,9 @@ def _fit_regions(curves: dict[str, np.ndarray], fs, fe, inp, reference: np.ndarr
     fits, model_curves, notes = {}, {}, []
     names = list(curves)
     stack = np.stack([curves[n] for n in names])
-    for model in ROI_MODELS:
+    for model in ROI_MODELS + ("patlak_ref", "logan_ref"):
         kwargs: dict[str, Any] = {}
-        if model == "srtm":
+        if model in ("srtm", "patlak_ref", "logan_ref"):
             if reference is None:
                 continue
             kwargs["reference"] = reference
@@ -355,13 +359,13 @@ def _fit_regions(curves: dict[str, np.ndarray], fs, fe, inp, reference: np.ndarr
             if model not in ("patlak", "logan") and inp.whole_blood is not None:
                 kwargs["blood"] = inp.whole_blood
         try:
-            out = fit(model, stack, fs, fe, device="cpu", **kwargs)
+            out = fit(model.removesuffix("_ref"), stack, fs, fe, device="cpu", **kwargs)
         except InputError as err:
             notes.append(f"{model}: {err}")
             continue
         fits[model] = {n: {k: (bool(v[i]) if v.dtype == bool else float(v[i])) for k, v in out.items()}
                        for i, n in enumerate(names)}
-        if model not in ("patlak", "logan"):
+        if model in _PREDICTABLE:
             pred = predict(model, out, fs, fe, kwargs.get("input_time"), kwargs.get("input_conc"),
                            kwargs.get("reference"), blood=kwargs.get("blood"))
             model_curves[model] = {n: pred[i].tolist() for i, n in enumerate(names)}
@@ -473,6 +477,11 @@ def analyse_case(repo, study_id: int, settings: KineticsSettings | None = None, 
     for name, tac in tacs.items():
         if name not in dynamic:
             dynamic[name] = par.dynamic_parameters(tac.mean, fs, fe, protocol)
+    if "striatum" in tacs:  # FDOPA is also read against the striatum (tumour-to-striatum ratios)
+        striatum_mean = float(dynamic["striatum"]["static_mean"])
+        static["striatum_mean"] = striatum_mean
+        static["tsr_max"] = float(static["uptake_max"]) / striatum_mean
+        static["tsr_mean"] = float(static["uptake_mean"]) / striatum_mean
     # tie-break score: the static uptake of every voxel (the map above is NaN outside the brain)
     static_all = par.window_mean(pet.data, fs, fe, protocol.static_window_min) * (pet.suv_factor if suv else 1.0)
     target = biopsy_target(sub.aggressive_mask, score=np.nan_to_num(static_all, nan=0.0))

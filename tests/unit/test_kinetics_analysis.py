@@ -42,7 +42,8 @@ def test_analysis_holds_every_part_the_page_shows(analysis):
     assert a.tacs["tumour"].n_frames == a.frame_start_min.size == 28
     assert a.static["tbr_max"] > a.static["tbr_mean"] > 0
     assert a.input_note.startswith("arterial input") and "blood.tsv" in a.input_note
-    assert set(a.fits) == {"1tcm", "2tcm_irr", "2tcm", "srtm", "patlak", "logan"}
+    assert set(a.fits) == {"1tcm", "2tcm_irr", "2tcm", "srtm", "patlak", "logan", "patlak_ref", "logan_ref"}
+    assert a.static["tsr_max"] == pytest.approx(a.static["uptake_max"] / a.static["striatum_mean"])
     assert all(a.fits[m]["tumour"]["ok"] for m in ("1tcm", "2tcm_irr", "srtm"))
     curve = np.asarray(a.model_curves["2tcm_irr"]["tumour"])
     measured = a.tacs["tumour"].mean
