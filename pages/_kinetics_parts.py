@@ -179,6 +179,48 @@ def overlay_of(result, label: str):
     return volume.with_data(data), (float(value_range[0]), float(value_range[1])), colormap
 
 
+def curves_view(result, protocol) -> None:
+    """Region curves with a chosen model's fitted curves."""
+    from core.viz.kinetics import tac_figure
+
+    names = list(result.tacs)
+    shown = st.multiselect("Regions", names, [n for n in ("tumour", "background", "cluster 1", "hotspot") if n in names],
+                           key="regions")
+    models = list(result.model_curves)
+    model = st.selectbox("Model curve", ["none"] + models,
+                         index=1 + models.index("2tcm_irr") if "2tcm_irr" in models else 0, key="model")
+    st.plotly_chart(tac_figure(result.frame_start_min, result.frame_end_min,
+                               {n: result.tacs[n].mean for n in shown}, unit=result.unit,
+                               model_curves=result.model_curves.get(model), model_name=model,
+                               window_min=protocol.static_window_min), key="tac_chart")
+    st.caption("Markers: frame averages, bars span each frame; dashed: fitted model; shaded: static window.")
+
+
+def target_view(repo, case, result) -> None:
+    """The biopsy target with its reasons, and a chosen map fused over the first background series."""
+    import numpy as np
+
+    from core.imaging.planes import to_canonical
+    from core.viz.slices import fusion_figure, orthogonal_planes
+    from pages._shared import display_range, load_series
+
+    target = result.target
+    st.markdown(f"**Biopsy target** · x {target['xyz_mm'][0]:.1f}, y {target['xyz_mm'][1]:.1f}, "
+                f"z {target['xyz_mm'][2]:.1f} mm (scanner RAS) · voxel {tuple(target['ijk'])}")
+    for reason in target["reasons"]:
+        st.caption(reason)
+    label = st.selectbox("Overlay", [k for k, v in OVERLAYS.items() if v[0] in result.maps], key="overlay")
+    background = case.backgrounds()[0]
+    grid = to_canonical(load_series(repo.url, background.id))
+    grid = grid.frame(grid.n_frames - 1) if grid.data.ndim == 4 else grid
+    overlay, value_range, colormap = overlay_of(result, label)
+    cursor = np.clip(np.round(grid.mm_to_voxel(target["xyz_mm"])), 0, np.array(grid.shape) - 1).astype(int)
+    st.plotly_chart(fusion_figure(orthogonal_planes(grid, cursor, overlay), background_range=display_range(
+        repo.url, background.id), overlay_range=value_range, overlay_threshold=value_range[0] + 1e-9,
+        colormap=colormap, opacity=0.6, overlay_label=label, background_label=background.role,
+        cursor_mm=target["xyz_mm"]), config={"displaylogo": False})
+
+
 @st.cache_data(max_entries=4, show_spinner="Building the 3D scene…")
 def scene_of(db_url: str, result_id: int):
     """Brain surface, tumour, aggressive sub-region and biopsy target (plotly 3D)."""
