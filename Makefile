@@ -47,6 +47,7 @@ demo: $(VENV)/.deps
 bench: $(VENV)/.test-deps system-deps
 	$(BIN)/python benchmarks/viewer.py
 	$(BIN)/python benchmarks/kinetics.py
+	$(BIN)/python benchmarks/radiomics.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -1,6 +1,6 @@
 """IBSI 1 digital phantom: every feature core.radiomics reports must match the reference value.
 
-Reference values and tolerances: ``shared/data/ibsi/ibsi_1_dig_phantom.csv`` (IBSI 1 reference
+Reference values and tolerances: ``tests/data/ibsi/ibsi_1_dig_phantom.csv`` (a copy of shared/data/ibsi) (IBSI 1 reference
 manual, Zwanenburg et al., Radiology 2020). IBSI reports reference values to 3 significant
 digits, so computed values are rounded to 3 significant digits before the tolerance check (as
 in the IBSI reference comparisons and mirp's own IBSI test).
@@ -15,7 +15,7 @@ import pytest
 
 from core.radiomics import FAMILIES, RadiomicsSettings, extract, ibsi_tag
 
-IBSI_DIR = Path(__file__).parents[3] / "shared" / "data" / "ibsi"
+IBSI_DIR = Path(__file__).parents[1] / "data" / "ibsi"  # copy of shared/data/ibsi (CC BY 4.0, see LICENSE.md there)
 #: Rows of the table without a consensus value: nothing to compare against.
 NO_CONSENSUS = {"morph_vol_dens_ombb", "morph_area_dens_ombb", "morph_vol_dens_mvee",
                 "morph_area_dens_mvee", "ivh_auc"}
