@@ -40,7 +40,7 @@ from core.evaluation.roc import roc_auc_ci
 __all__ = ["nested_cross_validation", "leave_one_site_out"]
 
 
-def _check_xy(X, y) -> tuple[np.ndarray, np.ndarray]:
+def _check_xy(X, y, allow_nan: bool = False) -> tuple[np.ndarray, np.ndarray]:
     y = check_labels(y, name="y")
     X = np.asarray(X)
     if X.ndim != 2:
@@ -51,8 +51,9 @@ def _check_xy(X, y) -> tuple[np.ndarray, np.ndarray]:
                          fix="Pass one row of X per label, in the same order.")
     if not np.issubdtype(X.dtype, np.number):
         raise InputError(f"X is not numeric (dtype {X.dtype})", fix="Encode features as numbers.")
-    if not np.all(np.isfinite(X)):
-        rows = np.unique(np.argwhere(~np.isfinite(X))[:, 0])
+    bad = np.isinf(X) if allow_nan else ~np.isfinite(X)
+    if bad.any():
+        rows = np.unique(np.argwhere(bad)[:, 0])
         raise InputError(f"X holds NaN or infinite values in {rows.size} rows (first: row {rows[0]})",
                          fix="Impute or remove these values first (or put an imputer inside the estimator pipeline).")
     return X, y
@@ -81,7 +82,7 @@ def _check_folds(k, name: str) -> int:
 
 
 def nested_cross_validation(estimator, param_grid, X, y, *, groups=None, outer: int = 5, inner: int = 5,
-                            seed: int = 0, scoring: str = "roc_auc") -> dict:
+                            seed: int = 0, scoring: str = "roc_auc", allow_nan: bool = False) -> dict:
     """Nested cross-validation: grid search in inner folds, out-of-fold predictions in outer folds.
 
     Parameters
@@ -102,6 +103,9 @@ def nested_cross_validation(estimator, param_grid, X, y, *, groups=None, outer: 
         Seed of the fold shuffling (outer uses ``seed``, inner ``seed + 1``).
     scoring : str, default="roc_auc"
         scikit-learn scorer name, used for tuning and for the per-fold scores.
+    allow_nan : bool, default=False
+        Accept missing feature values (NaN, not infinities) when ``estimator`` imputes them
+        itself, so that imputation is learned inside each training fold.
 
     Returns
     -------
@@ -124,7 +128,7 @@ def nested_cross_validation(estimator, param_grid, X, y, *, groups=None, outer: 
     >>> r["oof_score"].shape, sorted(set(r["fold"].tolist()))
     ((60,), [0, 1, 2])
     """
-    X, y = _check_xy(X, y)
+    X, y = _check_xy(X, y, allow_nan)
     outer, inner = _check_folds(outer, "outer"), _check_folds(inner, "inner")
     if groups is None:
         outer_cv = StratifiedKFold(outer, shuffle=True, random_state=seed)

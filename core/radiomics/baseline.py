@@ -404,9 +404,9 @@ def evaluate_models(X, y, sites=None, *, models=MODELS, outer: int = 5, inner: i
 
     Notes
     -----
-    :func:`core.evaluation.nested_cross_validation` rejects NaN features, so missing values
-    must be imputed before calling (the in-pipeline median imputer is used when fitting
-    :func:`make_pipeline` directly).
+    Missing feature values (NaN: features undefined for a case) are imputed by the
+    pipeline's median imputer, learned inside each training fold, so no test case informs
+    its own imputation.
 
     References
     ----------
@@ -421,10 +421,6 @@ def evaluate_models(X, y, sites=None, *, models=MODELS, outer: int = 5, inner: i
     ('logistic', (60,))
     """
     X, y, s = check_feature_table(X, y, sites)
-    if np.isnan(X.to_numpy(dtype=float)).any():
-        cols = X.columns[X.isna().any()].tolist()
-        raise InputError(f"features {cols[:5]} have missing values; nested cross-validation needs complete data",
-                         fix="Impute them first (e.g. training-set median) or drop these features.")
     models = tuple(models)
     if not models or len(set(models)) != len(models):
         raise InputError(f"models must be distinct names, got {models!r}", fix=f"Choose from {list(MODELS)}.")
@@ -433,7 +429,8 @@ def evaluate_models(X, y, sites=None, *, models=MODELS, outer: int = 5, inner: i
     for name in models:
         pipe = make_pipeline(name, seed=seed)
         with threadpool_limits(limits=1, user_api="openmp"):  # small tables: threads only add overhead
-            r = nested_cross_validation(pipe, grids[name], X, y, groups=None, outer=outer, inner=inner, seed=seed)
+            r = nested_cross_validation(pipe, grids[name], X, y, groups=None, outer=outer, inner=inner, seed=seed,
+                                        allow_nan=True)
         r["auc"] = roc_auc_ci(y, r["oof_score"], alpha=alpha)
         r["metrics"] = binary_metrics(y, r["oof_pred"], alpha=alpha, seed=seed)
         r["per_site_auc"] = _per_site_auc(y, r["oof_score"], s) if s is not None else {}

@@ -107,3 +107,19 @@ def test_bad_input_raises_with_fix(data, call, match):
     with pytest.raises(InputError, match=match) as err:
         call(X, y)
     assert err.value.fix
+
+
+def test_nested_cv_accepts_missing_values_only_when_asked(data):
+    from sklearn.impute import SimpleImputer
+
+    X, y = data
+    X = np.array(X, dtype=float)
+    X[0, 0] = np.nan
+    pipe = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=1000))
+    with pytest.raises(InputError, match="NaN"):
+        nested_cross_validation(pipe, {"logisticregression__C": [1.0]}, X, y, outer=3, inner=3)
+    r = nested_cross_validation(pipe, {"logisticregression__C": [1.0]}, X, y, outer=3, inner=3, allow_nan=True)
+    assert np.isfinite(r["oof_score"]).all()
+    X[1, 1] = np.inf
+    with pytest.raises(InputError, match="infinite"):
+        nested_cross_validation(pipe, {"logisticregression__C": [1.0]}, X, y, outer=3, inner=3, allow_nan=True)

@@ -174,9 +174,18 @@ def test_bad_input_raises_input_error(table):
         evaluate_models(df, y, sites[:-1])
     with pytest.raises(InputError, match="not numeric"):
         evaluate_models(df.assign(site=sites), y)
-    with pytest.raises(InputError, match="missing values"):
-        evaluate_models(df.assign(f1=np.where(np.arange(180) == 0, np.nan, df["f1"])), y)
+    with pytest.raises(InputError, match="infinite"):
+        evaluate_models(df.assign(f1=np.where(np.arange(180) == 0, np.inf, df["f1"])), y)
     with pytest.raises(InputError, match="unknown model"):
         make_pipeline("svm")
     with pytest.raises(InputError, match="not fitted"):
         explain(make_pipeline("logistic"), df, df)
+
+
+def test_missing_features_are_imputed_inside_the_folds():
+    X, y = make_classification(120, 8, n_informative=4, random_state=3)
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(8)])
+    holes = df.mask(np.random.default_rng(0).random(df.shape) < 0.05)      # 5 % undefined features
+    r = evaluate_models(holes, y, models=("logistic",), outer=3, inner=3)
+    scores = r["models"]["logistic"]["oof_score"]
+    assert np.isfinite(scores).all() and r["models"]["logistic"]["auc"]["auc"] > 0.75
