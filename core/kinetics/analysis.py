@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from core.cases._util import _jsonable  # the Result store's own conversion: fresh and reloaded analyses agree
 from core.errors import InputError, MaskError
 from core.imaging.volume import DynamicVolume, Volume
 
@@ -214,25 +215,6 @@ class KineticsAnalysis:
 def _report(progress: Progress | None, fraction: float, message: str) -> None:
     if progress is not None:
         progress(float(min(max(fraction, 0.0), 1.0)), message)
-
-
-def _jsonable(value):
-    """Plain JSON types (numpy scalars and arrays become floats and lists; NaN stays NaN)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return float(value)
-    if isinstance(value, Volume):
-        return None
-    return value
 
 
 def _on_pet_grid(mask: Volume, pet: DynamicVolume, name: str) -> Volume:
@@ -537,7 +519,7 @@ def analyse_case(repo, study_id: int, settings: KineticsSettings | None = None, 
         readings=[_jsonable({"parameter": r.parameter, "value": r.value, "text": r.text, "source": r.source,
                              "cutoff": None if r.cutoff is None else r.cutoff.threshold}) for r in readings],
         input_function=None if inp is None else _jsonable(inp.to_dict()), input_note=input_note,
-        fits=fits, model_curves=model_curves, subregions=_jsonable(sub.to_dict()),
+        fits=_jsonable(fits), model_curves=_jsonable(model_curves), subregions=_jsonable(sub.to_dict()),
         target=_jsonable(target.to_dict()), midplane=_jsonable(plane.to_dict()), maps=maps, map_units=map_units,
         notes=notes, timings_s=timings)
     if store:

@@ -580,7 +580,8 @@ def fit(model: str, tac, frame_start, frame_end, input_time=None, input_conc=Non
     dtype : torch.dtype, optional
         Default float64 on CPU, float32 on CUDA.
     chunk_size : int, default=32768
-        Curves fitted together (memory: about 2 kB per curve and frame... per chunk).
+        Curves fitted together; memory grows with it (the Jacobian alone holds
+        ``chunk_size * T * n_parameters`` values).
     progress : callable(fraction, message), optional
 
     Returns

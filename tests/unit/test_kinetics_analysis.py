@@ -78,6 +78,7 @@ def test_result_is_stored_and_reused(store, analysis):
     assert np.array_equal(again.maps["mask_clusters"].data, analysis.maps["mask_clusters"].data)
     assert np.allclose(again.maps["2tcm_irr_Ki"].affine, analysis.maps["2tcm_irr_Ki"].affine)
     assert again.target == analysis.target and again.settings == analysis.settings
+    assert again.static == analysis.static and again.fits == analysis.fits and again.readings == analysis.readings
     assert find_analysis(repo, study, KineticsSettings(cluster_method="gmm")) is None
 
 
