@@ -24,6 +24,7 @@ from core.cases.records import (
     LabelRecord,
     MaskRecord,
     ResultRecord,
+    CohortResultRecord,
     SeriesRecord,
 )
 from core.cases.repository import CaseNotFoundError, CaseRepository
@@ -39,5 +40,6 @@ __all__ = [
     "MaskRecord",
     "LabelRecord",
     "ResultRecord",
+    "CohortResultRecord",
     "AuditRecord",
 ]

@@ -55,6 +55,7 @@ __all__ = [
     "SeriesFile",
     "Mask",
     "Result",
+    "CohortResult",
     "Label",
     "AuditEvent",
 ]
@@ -224,6 +225,28 @@ class Result(Base):
     summary: Mapped[dict[str, Any]]
 
     study: Mapped[Study] = relationship(back_populates="results")
+
+
+class CohortResult(Base):
+    """A computation over several studies (e.g. a model evaluated on a cohort).
+
+    ``study_ids`` lists the studies it used, in order; deleting a study does not delete
+    the cohort result, which keeps the pseudonymous ids it was computed on.
+    """
+
+    __tablename__ = "cohort_results"
+    __table_args__ = (Index("ix_cohort_results_kind", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    parameters: Mapped[dict[str, Any]]
+    study_ids: Mapped[list[int]] = mapped_column(JSONType)
+    code_version: Mapped[str] = mapped_column(String(64))
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64), default="local")
+    artefact_path: Mapped[str | None] = mapped_column(String(512))
+    artefact_sha256: Mapped[str | None] = mapped_column(String(64))
+    summary: Mapped[dict[str, Any]]
 
 
 class Label(Base):

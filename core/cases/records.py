@@ -20,6 +20,7 @@ __all__ = [
     "SeriesRecord",
     "MaskRecord",
     "ResultRecord",
+    "CohortResultRecord",
     "LabelRecord",
     "AuditRecord",
     "CaseSummary",
@@ -183,6 +184,38 @@ class ResultRecord:
     study_id: int
     kind: str
     parameters: dict[str, Any]
+    code_version: str
+    summary: dict[str, Any]
+    artefact_path: str | None
+    artefact_sha256: str | None
+    created: datetime
+    created_by: str
+
+
+@dataclass(frozen=True)
+class CohortResultRecord:
+    """A stored computation over several studies (e.g. a model evaluated on a cohort).
+
+    Attributes
+    ----------
+    id : int
+    kind : str
+        What was computed, e.g. ``"radiomics.evaluation"``.
+    parameters : dict
+        Everything the computation depended on besides the studies' images.
+    study_ids : tuple of int
+        The studies it used, in the order of its rows.
+    code_version : str
+    summary : dict
+    artefact_path, artefact_sha256 : str or None
+    created : datetime
+    created_by : str
+    """
+
+    id: int
+    kind: str
+    parameters: dict[str, Any]
+    study_ids: tuple[int, ...]
     code_version: str
     summary: dict[str, Any]
     artefact_path: str | None

@@ -45,6 +45,7 @@ from core.cases.models import (
     MASK_SOURCES,
     SERIES_ROLES,
     AuditEvent,
+    CohortResult,
     Label,
     Mask,
     Patient,
@@ -61,6 +62,7 @@ from core.cases.records import (
     AuditRecord,
     CaseDetail,
     CaseSummary,
+    CohortResultRecord,
     LabelRecord,
     MaskRecord,
     ResultRecord,
@@ -109,6 +111,14 @@ def _result_record(row: Result) -> ResultRecord:
                         code_version=row.code_version, summary=dict(row.summary),
                         artefact_path=row.artefact_path, artefact_sha256=row.artefact_sha256,
                         created=_aware(row.created), created_by=row.created_by)
+
+
+def _cohort_result_record(row: CohortResult) -> CohortResultRecord:
+    return CohortResultRecord(id=row.id, kind=row.kind, parameters=dict(row.parameters),
+                              study_ids=tuple(int(i) for i in row.study_ids), code_version=row.code_version,
+                              summary=dict(row.summary), artefact_path=row.artefact_path,
+                              artefact_sha256=row.artefact_sha256, created=_aware(row.created),
+                              created_by=row.created_by)
 
 
 def _label_record(row: Label) -> LabelRecord:
@@ -201,7 +211,7 @@ class CaseRepository(_ImportMixin):
     def _still_referenced(self, relpaths: Iterable[str]) -> set[str]:
         paths = list(relpaths)
         columns = [Series.path, Series.sidecar_path, SeriesFile.path, Mask.path, Mask.sidecar_path,
-                   Result.artefact_path]
+                   Result.artefact_path, CohortResult.artefact_path]
         found: set[str] = set()
         with self._read() as session:
             for column in columns:
@@ -497,6 +507,75 @@ class CaseRepository(_ImportMixin):
         with self._read() as session:
             return _result_record(self._get(session, Result, result_id, "result"))
 
+    # -- cohort results ----------------------------------------------------------------
+    def add_cohort_result(self, kind: str, parameters: Mapping[str, Any], study_ids: Iterable[int],
+                          summary: Mapping[str, Any] | None = None, *, artefact: str | os.PathLike | None = None,
+                          code_version: str | None = None, user: str = "local") -> CohortResultRecord:
+        """Store a computation over several studies (e.g. a model trained and evaluated on them).
+
+        Parameters
+        ----------
+        kind : str
+            What was computed, e.g. ``"radiomics.evaluation"``.
+        parameters : dict
+            Everything besides the studies that the result depends on (JSON-able).
+        study_ids : iterable of int
+            The studies used, in row order; each must exist.
+        summary : dict, optional
+            Small JSON results for display.
+        artefact : path, optional
+            A file copied into the store.
+        code_version : str, optional
+            Default ``core.__version__``.
+        user : str, default="local"
+        """
+        user = _check_user(user)
+        kind = _check_text(kind, "result kind")
+        params = _jsonable(dict(parameters))
+        summ = _jsonable(dict(summary or {}))
+        ids = [int(i) for i in study_ids]
+        version = str(code_version or core.__version__)[:64]
+        if artefact is not None and not Path(artefact).is_file():
+            raise UnreadableFileError("the result artefact does not exist", path=artefact,
+                                      fix="Write the artefact file before storing the result.")
+        with self._write() as (session, staged):
+            for study_id in ids:
+                self._get(session, Study, study_id, "study")
+            stored = staged.put(artefact, suffix=_suffix(Path(artefact).name)) if artefact is not None else None
+            row = CohortResult(kind=kind, parameters=params, study_ids=ids, summary=summ, code_version=version,
+                               artefact_path=stored.relpath if stored else None,
+                               artefact_sha256=stored.sha256 if stored else None, created_by=user)
+            session.add(row)
+            session.flush()
+            self._audit(session, user, "cohort_result.add", "cohort_result", row.id,
+                        {"kind": kind, "n_studies": len(ids), "code_version": version,
+                         "artefact_sha256": row.artefact_sha256})
+            return _cohort_result_record(row)
+
+    def list_cohort_results(self, kind: str | None = None) -> list[CohortResultRecord]:
+        """Cohort results (optionally of one kind), oldest first."""
+        with self._read() as session:
+            query = select(CohortResult)
+            if kind is not None:
+                query = query.where(CohortResult.kind == kind)
+            return [_cohort_result_record(r) for r in session.scalars(query.order_by(CohortResult.id))]
+
+    def find_cohort_result(self, kind: str, parameters: Mapping[str, Any] | None = None, *,
+                           study_ids: Iterable[int] | None = None,
+                           code_version: str | None = None) -> CohortResultRecord | None:
+        """The newest cohort result of ``kind`` with exactly these parameters and studies, or None."""
+        wanted = None if parameters is None else _jsonable(dict(parameters))
+        ids = None if study_ids is None else tuple(int(i) for i in study_ids)
+        for record in reversed(self.list_cohort_results(kind)):
+            if wanted is not None and record.parameters != wanted:
+                continue
+            if ids is not None and record.study_ids != ids:
+                continue
+            if code_version is not None and record.code_version != code_version:
+                continue
+            return record
+        return None
+
     # -- review ------------------------------------------------------------------------
     def mark_reviewed(self, study_id: int, *, user: str = "local") -> None:
         """Record that ``user`` reviewed the case (status becomes ``"reviewed"``)."""
@@ -570,7 +649,8 @@ class CaseRepository(_ImportMixin):
     def counts(self) -> dict[str, int]:
         """Number of rows per table (patients, studies, series, ...), for checks and status pages."""
         models = {"patients": Patient, "studies": Study, "series": Series, "series_files": SeriesFile,
-                  "masks": Mask, "results": Result, "labels": Label, "audit_events": AuditEvent}
+                  "masks": Mask, "results": Result, "cohort_results": CohortResult, "labels": Label,
+                  "audit_events": AuditEvent}
         with self._read() as session:
             return {name: int(session.scalar(select(func.count()).select_from(m))) for name, m in models.items()}
 

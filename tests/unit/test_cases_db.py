@@ -24,7 +24,7 @@ NEW_PATIENT = text("INSERT INTO patients (pseudonym, synthetic, created) VALUES 
 def test_init_db_upgrades_to_head_and_matches_the_models(case_db_url):
     engine = init_db(case_db_url)
     try:
-        assert current_revision(engine) == head_revision() == "0001"
+        assert current_revision(engine) == head_revision() == "0002"
         assert set(inspect(engine).get_table_names()) >= {
             "patients", "studies", "series", "series_files", "masks", "results", "labels", "audit_events"}
         with engine.connect() as conn:
@@ -71,7 +71,7 @@ def test_alembic_command_line(tmp_path):
     cmd = [sys.executable, "-m", "alembic", "-c", "core/cases/alembic.ini"]
     done = subprocess.run([*cmd, "upgrade", "head"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert current_revision(make_engine(env["THERABOARD_DB_URL"])) == "0001"
+    assert current_revision(make_engine(env["THERABOARD_DB_URL"])) == "0002"
     sql = subprocess.run([*cmd, "upgrade", "head", "--sql"], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=120)
     assert sql.returncode == 0 and "CREATE TABLE series" in sql.stdout

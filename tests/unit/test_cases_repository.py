@@ -237,6 +237,31 @@ def test_result_artefact_goes_to_store(case_repo, inputs, tmp_path):
         case_repo.add_result(pet.study_id, "kinetics.tac", {}, artefact=tmp_path / "missing.npz")
 
 
+def test_cohort_results_round_trip_with_artefact(case_repo, inputs, tmp_path):
+    a = case_repo.import_series(inputs["pet"], pseudonym="P010").study_id
+    b = case_repo.import_series(inputs["pet"], pseudonym="P011").study_id
+    artefact = tmp_path / "scores.npz"
+    np.savez(artefact, score=np.array([0.2, 0.9]))
+    params = {"models": ("logistic",), "seed": np.int64(0)}
+    rec = case_repo.add_cohort_result("radiomics.evaluation", params, [b, a], {"auc": np.float64(0.75)},
+                                      artefact=artefact, user="engine")
+    assert rec.study_ids == (b, a) and rec.parameters == {"models": ["logistic"], "seed": 0}
+    assert rec.summary == {"auc": 0.75} and rec.artefact_sha256 in rec.artefact_path
+    np.testing.assert_array_equal(np.load(case_repo.resolve(rec.artefact_path))["score"], [0.2, 0.9])
+    assert case_repo.find_cohort_result("radiomics.evaluation", params, study_ids=[b, a]) == rec
+    assert case_repo.find_cohort_result("radiomics.evaluation", params, study_ids=[a, b]) is None
+    assert case_repo.find_cohort_result("radiomics.evaluation", {"seed": 1}) is None
+    assert case_repo.find_cohort_result("other") is None
+    newer = case_repo.add_cohort_result("radiomics.evaluation", params, [b, a])
+    assert case_repo.find_cohort_result("radiomics.evaluation", params) == newer
+    assert [r.id for r in case_repo.list_cohort_results("radiomics.evaluation")] == [rec.id, newer.id]
+    assert case_repo.counts()["cohort_results"] == 2
+    assert case_repo.audit_events(action="cohort_result.add")[-1].details["n_studies"] == 2
+    with pytest.raises(CaseNotFoundError):
+        case_repo.add_cohort_result("radiomics.evaluation", {}, [a, 999])
+    assert case_repo.counts()["cohort_results"] == 2
+
+
 def test_unknown_ids_raise_case_not_found(case_repo):
     for call in (lambda: case_repo.get_case(99), lambda: case_repo.load_series(99), lambda: case_repo.load_mask(99),
                  lambda: case_repo.set_label(99, "progression", source="histology"),
