@@ -6,6 +6,7 @@ init     create or migrate the case database; ``--demo-if-empty`` fills an empty
 demo     generate the synthetic demo cohort into ``--out`` (and ``--import`` it)
 import   import a NIfTI file (+ sidecar), a DICOM folder or a DICOM zip
 cases    list the cases in the store
+train    train a shipped model: ``train radiomics`` (the radiomics baseline, issue 4)
 """
 
 from __future__ import annotations
@@ -90,6 +91,62 @@ def cmd_cases(args) -> int:
     return 0
 
 
+def _train_radiomics(args) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from core.learning import models_dir
+    from core.radiomics.cohort import cohort_feature_table
+    from core.radiomics.settings import RadiomicsSettings
+    from core.radiomics.training import BUNDLE_NAME, save_baseline, train_baseline
+
+    sites = tuple(s.strip() for s in args.sites.split(",") if s.strip())
+    external = tuple(s.strip() for s in args.external_sites.split(",") if s.strip())
+    cache = Path(args.features) if args.features else None
+    t0 = time.perf_counter()
+    if cache is not None and cache.is_file():
+        table = pd.read_csv(cache)
+        print(f"Read the feature table of {len(table)} patients from {cache}.")
+    else:
+        bar, progress = _bar("features")
+        table = cohort_feature_table(args.n, seed=args.seed, sites=sites, workers=args.workers, progress=progress)
+        bar.close()
+        print(f"Extracted features of {len(table)} synthetic patients in {time.perf_counter() - t0:.0f} s.")
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            table.to_csv(cache, index=False)
+    if len(table) != args.n or set(table["site"].astype(str)) - set(sites):
+        raise InputError(f"the feature table has {len(table)} patients at sites {sorted(set(table['site']))}, "
+                         f"not n={args.n} at {list(sites)}", path=cache,
+                         fix="Delete the cached table or pass the --n/--sites it was made with.")
+    t1 = time.perf_counter()
+    bar, progress = _bar("training")
+    tb = train_baseline(table, external_sites=external, test_fraction=args.test_fraction, seed=args.split_seed,
+                        progress=progress)
+    bar.close()
+    out = Path(args.out) if args.out else models_dir() / BUNDLE_NAME
+    reproduce = (f"python -m core train radiomics --n {args.n} --seed {args.seed} --sites {','.join(sites)} "
+                 f"--external-sites {','.join(external)} --test-fraction {args.test_fraction} "
+                 f"--split-seed {args.split_seed}")
+    cohort = {"generator": "core.phantoms.brain_fdopa.generate_patient (synthetic dynamic [18F]FDOPA PET)",
+              "n": args.n, "seed": args.seed, "sites": list(sites),
+              "settings": {k: v for k, v in vars(RadiomicsSettings.pet_suv()).items()}}
+    card = save_baseline(tb, out, cohort=cohort, reproduce=reproduce)
+    print(f"Trained in {time.perf_counter() - t1:.0f} s; selected {tb.best}; bundle written to {out}.")
+    for split, res in tb.tests.items():
+        r = res[tb.best]["auc"]
+        print(f"  {split}: AUC {r['auc']:.3f} ({r['ci_low']:.3f}-{r['ci_high']:.3f}), n = {r['n_pos'] + r['n_neg']}")
+    print(f"Model card: {out / 'MODEL_CARD.md'} (code {card.code_version})")
+    return 0
+
+
+def cmd_train(args) -> int:
+    if args.what == "radiomics":
+        return _train_radiomics(args)
+    raise InputError(f"nothing to train called {args.what!r}", fix="Use `python -m core train radiomics`.")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core", description="TheraBoard engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +175,21 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("cases", help="list the cases in the store")
     p.set_defaults(func=cmd_cases)
+
+    p = sub.add_parser("train", help="train a shipped model (radiomics)")
+    p.add_argument("what", choices=["radiomics"], help="which model")
+    p.add_argument("--n", type=int, default=360, help="synthetic patients to generate (default 360)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="cohort seed (default 1; the demo cohort is seed 0, so these are other patients)")
+    p.add_argument("--sites", default="A,B,C", help="sites assigned in turn (default A,B,C)")
+    p.add_argument("--external-sites", default="C", help="sites held out as external test (default C)")
+    p.add_argument("--test-fraction", type=float, default=0.25, help="internal test fraction (default 0.25)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the split, folds and models (default 0)")
+    p.add_argument("--workers", type=int, default=None, help="feature-extraction processes (default 2)")
+    p.add_argument("--features", default=None,
+                   help="feature-table CSV to reuse if it exists, or to write after extraction")
+    p.add_argument("--out", default=None, help="bundle folder (default assets/models/radiomics_baseline)")
+    p.set_defaults(func=cmd_train)
 
     args = parser.parse_args(argv)
     try:

@@ -40,8 +40,15 @@ from core.evaluation.roc import roc_auc_ci
 __all__ = ["nested_cross_validation", "leave_one_site_out"]
 
 
-def _check_xy(X, y, allow_nan: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def _rows(X, index: np.ndarray):
+    """Rows of an array or DataFrame by position (a DataFrame keeps its index and columns)."""
+    return X.iloc[index] if hasattr(X, "iloc") else X[index]
+
+
+def _check_xy(X, y, allow_nan: bool = False):
+    """Validated (X, y); a DataFrame is returned as it is (estimators may need its index/columns)."""
     y = check_labels(y, name="y")
+    frame = X if hasattr(X, "iloc") and getattr(X, "ndim", 0) == 2 else None
     X = np.asarray(X)
     if X.ndim != 2:
         raise InputError(f"X has shape {X.shape}, not (n_cases, n_features)",
@@ -56,7 +63,7 @@ def _check_xy(X, y, allow_nan: bool = False) -> tuple[np.ndarray, np.ndarray]:
         rows = np.unique(np.argwhere(bad)[:, 0])
         raise InputError(f"X holds NaN or infinite values in {rows.size} rows (first: row {rows[0]})",
                          fix="Impute or remove these values first (or put an imputer inside the estimator pipeline).")
-    return X, y
+    return (frame if frame is not None else X), y
 
 
 def _check_groups(groups, n: int, name: str) -> np.ndarray:
@@ -146,17 +153,17 @@ def nested_cross_validation(estimator, param_grid, X, y, *, groups=None, outer: 
         inner_cv = (StratifiedKFold(inner, shuffle=True, random_state=seed + 1) if g is None
                     else StratifiedGroupKFold(inner, shuffle=True, random_state=seed + 1))
         search = GridSearchCV(clone(estimator), param_grid, scoring=scoring, cv=inner_cv, refit=True)
-        search.fit(X[train], y[train], **({} if g is None else {"groups": g[train]}))
+        search.fit(_rows(X, train), y[train], **({} if g is None else {"groups": g[train]}))
         model = search.best_estimator_
-        oof_score[test] = _positive_score(model, X[test])
-        oof_pred[test] = model.predict(X[test])
+        oof_score[test] = _positive_score(model, _rows(X, test))
+        oof_pred[test] = model.predict(_rows(X, test))
         fold[test] = k
         best_params.append(search.best_params_)
         if np.unique(y[test]).size < 2 and scoring in ("roc_auc", "average_precision"):
             warnings.warn(f"outer fold {k} holds one class only; its {scoring} is NaN", stacklevel=2)
             fold_scores.append(float("nan"))
         else:
-            fold_scores.append(float(scorer(model, X[test], y[test])))
+            fold_scores.append(float(scorer(model, _rows(X, test), y[test])))
     return {"oof_score": oof_score, "oof_pred": oof_pred, "fold": fold, "fold_scores": np.array(fold_scores),
             "best_params": best_params}
 
@@ -205,9 +212,9 @@ def leave_one_site_out(estimator, X, y, sites, *, alpha: float = 0.05) -> dict:
     oof_pred = np.full(n, -1, dtype=np.int8)
     per_site = []
     for train, test in LeaveOneGroupOut().split(X, y, s):
-        model = clone(estimator).fit(X[train], y[train])
-        oof_score[test] = _positive_score(model, X[test])
-        oof_pred[test] = model.predict(X[test])
+        model = clone(estimator).fit(_rows(X, train), y[train])
+        oof_score[test] = _positive_score(model, _rows(X, test))
+        oof_pred[test] = model.predict(_rows(X, test))
         yt = y[test]
         both = np.unique(yt).size == 2
         per_site.append({

@@ -10,8 +10,9 @@ A feature table has one row per patient and one numeric column per radiomics fea
 3. :class:`CorrelationFilter`: of every pair with :math:`|r_s| > 0.9` (Spearman), keep the
    feature more correlated with the label (a greedy, deterministic rule, see the class);
 4. :class:`~sklearn.preprocessing.StandardScaler` (z-scores from the training folds);
-5. L1-penalised logistic regression inside :class:`~sklearn.feature_selection.SelectFromModel`
-   (LASSO-type selection, as is customary in radiomics, Gillies et al. 2016);
+5. L1-penalised logistic regression inside :class:`L1Selection` (LASSO-type selection, as is
+   customary in radiomics, Gillies et al. 2016; the most label-correlated feature is kept
+   when the penalty removes all);
 6. a classifier: logistic regression, random forest (Breiman 2001) or histogram gradient
    boosting (Friedman 2001), with balanced class weights and fixed seeds.
 
@@ -22,9 +23,10 @@ classifier's own 0.5 probability cut, and DeLong's test of every model against t
 :func:`explain` gives SHAP values (Lundberg & Lee 2017; Lundberg et al. 2020) in the
 space of the selected features.
 
-Not included (this work): ComBat site harmonisation (``neuroHarmonize`` 2.5.2 pins
-``numpy<2`` and ``pandas<3``, which conflicts with this project's numpy 2 / pandas 3 stack)
-and mRMR selection.
+Optional ComBat harmonisation of the sites (``evaluate_models(..., harmonise=True)``,
+:func:`make_pipeline` with ``sites``) uses ``combatlearn`` (a scikit-learn ComBat that
+fits on training rows only); ``neuroHarmonize`` 2.5.2 pins ``numpy<2`` and ``pandas<3``,
+which conflict with this project's stack. mRMR selection is not included (this work).
 
 References
 ----------
@@ -37,6 +39,10 @@ Friedman JH. Greedy function approximation: a gradient boosting machine. Ann Sta
 2001;29:1189-1232.
 Tibshirani R. Regression shrinkage and selection via the lasso. J R Stat Soc B
 1996;58:267-288.
+Johnson WE, Li C, Rabinovic A. Adjusting batch effects in microarray expression data
+using empirical Bayes methods. Biostatistics 2007;8:118-127.
+Orlhac F, Boughdad S, Philippe C, et al. A postreconstruction harmonization method for
+multicenter radiomic studies in PET. J Nucl Med 2018;59:1321-1328.
 Lundberg SM, Lee SI. A unified approach to interpreting model predictions. NeurIPS 2017.
 Lundberg SM, Erion G, Chen H, et al. From local explanations to global understanding with
 explainable AI for trees. Nat Mach Intell 2020;2:56-67.
@@ -71,6 +77,7 @@ __all__ = [
     "MODELS",
     "PARAM_GRIDS",
     "SELECTION_C",
+    "L1Selection",
     "check_feature_table",
     "make_pipeline",
     "evaluate_models",
@@ -224,6 +231,40 @@ class CorrelationFilter(_NanTolerantSelector):
 
 # ----------------------------------------------------------------------------- pipelines
 
+class L1Selection(SelectFromModel):
+    """LASSO-type selection that never returns an empty feature set.
+
+    As :class:`~sklearn.feature_selection.SelectFromModel` (features with a non-zero
+    coefficient of the fitted L1 model are kept), except that when the penalty zeroes
+    every coefficient the single feature with the largest absolute Pearson correlation
+    with the label is kept, so that a strong penalty on a small training fold degrades to
+    a one-feature model instead of failing the fit (this work).
+
+    Examples
+    --------
+    >>> X = np.c_[np.arange(6.0), np.ones(6) + [0, 0, 0, 0, 0, 0.1]]
+    >>> sel = L1Selection(LogisticRegression(l1_ratio=1.0, C=1e-4, solver="liblinear"), threshold=1e-10)
+    >>> sel.fit(X, [0, 0, 0, 1, 1, 1]).get_support().tolist()
+    [True, False]
+    """
+
+    def fit(self, X, y=None, **fit_params):
+        super().fit(X, y, **fit_params)
+        Xa, ya = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            xc = Xa - Xa.mean(axis=0)
+            r = (xc * (ya - ya.mean())[:, None]).sum(0) / np.sqrt((xc ** 2).sum(0) * ((ya - ya.mean()) ** 2).sum())
+        self.fallback_ = int(np.nanargmax(np.abs(r))) if np.isfinite(r).any() else 0
+        return self
+
+    def _get_support_mask(self):
+        mask = super()._get_support_mask()
+        if not mask.any():
+            mask = np.zeros_like(mask)
+            mask[self.fallback_] = True
+        return mask
+
+
 def _classifier(model: str, seed: int):
     if model == "logistic":
         return LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000, random_state=seed)
@@ -235,12 +276,12 @@ def _classifier(model: str, seed: int):
     raise InputError(f"unknown model {model!r}", fix=f"Use one of {list(MODELS)}.")
 
 
-def make_pipeline(model: str = "logistic", seed: int = 0) -> Pipeline:
-    """Baseline pipeline: impute, filter, standardise, L1-select, classify.
+def make_pipeline(model: str = "logistic", seed: int = 0, *, sites: pd.Series | None = None) -> Pipeline:
+    """Baseline pipeline: impute, filter, (harmonise,) standardise, L1-select, classify.
 
     Steps (names used in :data:`PARAM_GRIDS`): ``impute`` (training median), ``variance``
     (:class:`VarianceFilter`), ``correlation`` (:class:`CorrelationFilter`, Spearman 0.9),
-    ``scale`` (z-score), ``select`` (``SelectFromModel`` of an L1 logistic regression,
+    ``scale`` (z-score), ``select`` (:class:`L1Selection` of an L1 logistic regression,
     ``C`` = :data:`SELECTION_C` = 1.0 on z-scored features, liblinear solver; features with
     a non-zero coefficient are kept), ``clf``: the classifier, with balanced class weights:
 
@@ -250,12 +291,23 @@ def make_pipeline(model: str = "logistic", seed: int = 0) -> Pipeline:
       100 iterations, no early stopping (it supports class weights and NaN, unlike
       ``GradientBoostingClassifier``).
 
+    With ``sites``, a ``harmonise`` step after the variance filter removes additive and
+    multiplicative site effects per feature by ComBat (Johnson et al. 2007; parametric
+    empirical Bayes, as used for radiomics by Orlhac et al. 2018), learned on the training
+    rows only (``combatlearn.ComBat``). Every step then passes DataFrames, because ComBat
+    finds each row's site through the row index.
+
     Parameters
     ----------
     model : {"logistic", "random_forest", "gradient_boosting"}, default="logistic"
         Classifier.
     seed : int, default=0
         Seed of every random step.
+    sites : pandas.Series, optional
+        Site of every row the pipeline will see (training and test), indexed like the
+        DataFrames passed to ``fit``/``predict``. A site must have at least two training
+        rows; rows of a site not seen in training cannot be harmonised (ComBat estimates
+        each site's effect from that site's training data) and raise an error.
 
     Returns
     -------
@@ -276,14 +328,18 @@ def make_pipeline(model: str = "logistic", seed: int = 0) -> Pipeline:
     clf = _classifier(model, int(seed))
     selector = LogisticRegression(l1_ratio=1.0, C=SELECTION_C, solver="liblinear", class_weight="balanced",
                                   random_state=int(seed))
-    return Pipeline([
-        ("impute", SimpleImputer(strategy="median")),
-        ("variance", VarianceFilter()),
-        ("correlation", CorrelationFilter()),
-        ("scale", StandardScaler()),
-        ("select", SelectFromModel(selector, threshold=1e-10)),
-        ("clf", clf),
-    ])
+    steps = [("impute", SimpleImputer(strategy="median")), ("variance", VarianceFilter())]
+    if sites is not None:
+        from combatlearn import ComBat
+
+        if not isinstance(sites, pd.Series) or not sites.index.is_unique or sites.isna().any():
+            raise InputError("sites must be a pandas Series with a unique index and no missing site",
+                             fix="Pass pd.Series(site_per_row, index=X.index).")
+        steps.append(("harmonise", ComBat(batch=sites.astype(str), method="johnson", parametric=True)))
+    steps += [("correlation", CorrelationFilter()), ("scale", StandardScaler()),
+              ("select", L1Selection(selector, threshold=1e-10)), ("clf", clf)]
+    pipe = Pipeline(steps)
+    return pipe.set_output(transform="pandas") if sites is not None else pipe
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -357,7 +413,7 @@ def _per_site_auc(y: np.ndarray, score: np.ndarray, sites: np.ndarray) -> dict:
 
 
 def evaluate_models(X, y, sites=None, *, models=MODELS, outer: int = 5, inner: int = 3, seed: int = 0,
-                    param_grids: dict | None = None, alpha: float = 0.05) -> dict:
+                    param_grids: dict | None = None, alpha: float = 0.05, harmonise: bool = False) -> dict:
     """Nested cross-validation of the baseline models, with intervals and DeLong comparisons.
 
     For each model, :func:`core.evaluation.nested_cross_validation` (stratified folds,
@@ -392,6 +448,10 @@ def evaluate_models(X, y, sites=None, *, models=MODELS, outer: int = 5, inner: i
         gradient-boosting threads cost more than they gain (about 15x slower on 2 cores, this work).
     alpha : float, default=0.05
         Interval coverage 1 - alpha.
+    harmonise : bool, default=False
+        ComBat-harmonise the features by ``sites`` inside every training fold
+        (:func:`make_pipeline` with ``sites``). Folds are stratified by label, so every
+        site is present in training folds when it has a few patients.
 
     Returns
     -------
@@ -425,9 +485,23 @@ def evaluate_models(X, y, sites=None, *, models=MODELS, outer: int = 5, inner: i
     if not models or len(set(models)) != len(models):
         raise InputError(f"models must be distinct names, got {models!r}", fix=f"Choose from {list(MODELS)}.")
     grids = {**PARAM_GRIDS, **(param_grids or {})}
+    batch = None
+    if harmonise:
+        if s is None:
+            raise InputError("harmonisation needs the site of every patient", fix="Pass sites=... or harmonise=False.")
+        X = X.reset_index(drop=True)
+        batch = pd.Series(s, index=X.index).astype(str)
+        small = batch.value_counts()
+        if small.size < 2:
+            raise InputError(f"all patients come from one site ({small.index[0]!r}): nothing to harmonise",
+                             fix="Run without harmonisation.")
+        if (small < 4).any():
+            raise InputError(f"sites {small[small < 4].index.tolist()} have fewer than 4 patients, too few to "
+                             "estimate their ComBat site effects within training folds",
+                             fix="Merge small sites with a similar scanner, or run without harmonisation.")
     results = {}
     for name in models:
-        pipe = make_pipeline(name, seed=seed)
+        pipe = make_pipeline(name, seed=seed, sites=batch)
         with threadpool_limits(limits=1, user_api="openmp"):  # small tables: threads only add overhead
             r = nested_cross_validation(pipe, grids[name], X, y, groups=None, outer=outer, inner=inner, seed=seed,
                                         allow_nan=True)

@@ -123,3 +123,35 @@ def test_nested_cv_accepts_missing_values_only_when_asked(data):
     X[1, 1] = np.inf
     with pytest.raises(InputError, match="infinite"):
         nested_cross_validation(pipe, {"logisticregression__C": [1.0]}, X, y, outer=3, inner=3, allow_nan=True)
+
+
+def test_dataframes_reach_the_estimator_with_their_index():
+    import pandas as pd
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    class IndexRecorder(ClassifierMixin, BaseEstimator):
+        seen: list = []
+
+        def __init__(self, c=1.0):
+            self.c = c
+
+        def fit(self, X, y):
+            IndexRecorder.seen.append(list(X.index))
+            self.classes_ = np.array([0, 1])
+            return self
+
+        def predict_proba(self, X):
+            IndexRecorder.seen.append(list(X.index))
+            p = np.clip(X["a"].to_numpy() / 100.0, 0, 1)
+            return np.c_[1 - p, p]
+
+        def predict(self, X):
+            return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+    X = pd.DataFrame({"a": np.arange(30.0)}, index=np.arange(100, 130))
+    y = np.tile([0, 1], 15)
+    nested_cross_validation(IndexRecorder(), {"c": [1.0]}, X, y, outer=3, inner=2)
+    assert IndexRecorder.seen and all(set(i) <= set(X.index) for i in IndexRecorder.seen)
+    IndexRecorder.seen.clear()
+    leave_one_site_out(IndexRecorder(), X, y, ["A", "B"] * 15)
+    assert IndexRecorder.seen and all(set(i) <= set(X.index) for i in IndexRecorder.seen)

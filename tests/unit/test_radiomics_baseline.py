@@ -189,3 +189,59 @@ def test_missing_features_are_imputed_inside_the_folds():
     r = evaluate_models(holes, y, models=("logistic",), outer=3, inner=3)
     scores = r["models"]["logistic"]["oof_score"]
     assert np.isfinite(scores).all() and r["models"]["logistic"]["auc"]["auc"] > 0.75
+
+
+# ----------------------------------------------------------------------------- ComBat harmonisation
+
+def _site_shifted(n=90, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.tile([0, 1], n // 2)
+    site = np.array(["A", "B", "C"])[np.arange(n) % 3]
+    X = rng.normal(size=(n, 6))
+    X[:, 0] += 2.0 * y
+    for s, (shift, scale) in {"B": (4.0, 3.0), "C": (-3.0, 0.5)}.items():
+        X[site == s] = X[site == s] * scale + shift
+    return pd.DataFrame(X, columns=[f"f{j}" for j in range(6)]), y, site
+
+
+def test_combat_step_removes_site_effects_learned_on_training_rows():
+    import warnings
+
+    X, y, site = _site_shifted()
+    batch = pd.Series(site, index=X.index)
+    pipe = make_pipeline("logistic", sites=batch)
+    assert [n for n, _ in pipe.steps][:3] == ["impute", "variance", "harmonise"]
+    train = X.index[X.index % 5 != 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        pipe.fit(X.loc[train], y[train])
+        Z = pipe[:3].transform(X.loc[train])
+    means = Z.groupby(site[train]).mean()
+    assert float((means.max() - means.min()).max()) < 0.2              # per feature, across sites
+    raw = X.loc[train].groupby(site[train]).mean()
+    assert float((raw.loc["B"] - raw.loc["C"]).abs().min()) > 5
+    test = X.index[X.index % 5 == 0]
+    assert pipe.predict_proba(X.loc[test]).shape == (len(test), 2)       # test rows harmonised with training fits
+
+
+def test_evaluate_models_with_harmonisation_and_its_errors():
+    import warnings
+
+    X, y, site = _site_shifted()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        r = evaluate_models(X, y, site, models=("logistic",), outer=3, inner=2, harmonise=True)
+        plain = evaluate_models(X, y, site, models=("logistic",), outer=3, inner=2)
+    auc, auc_plain = r["models"]["logistic"]["auc"]["auc"], plain["models"]["logistic"]["auc"]["auc"]
+    assert r["models"]["logistic"]["oof_score"].shape == (90,)
+    assert auc > auc_plain + 0.05          # site shifts blur the signal; ComBat inside the folds recovers it
+    with pytest.raises(InputError, match="needs the site"):
+        evaluate_models(X, y, models=("logistic",), harmonise=True)
+    with pytest.raises(InputError, match="one site"):
+        evaluate_models(X, y, np.full(90, "A"), models=("logistic",), harmonise=True)
+    few = site.copy()
+    few[:3] = "D"
+    with pytest.raises(InputError, match="fewer than 4"):
+        evaluate_models(X, y, few, models=("logistic",), harmonise=True)
+    with pytest.raises(InputError, match="unique index"):
+        make_pipeline("logistic", sites=pd.Series(["A", "B"], index=[0, 0]))
