@@ -79,7 +79,8 @@ def case_radiomics(repo, study_id: int, *, settings: RadiomicsSettings | None = 
     Returns
     -------
     dict of str to float
-        As :func:`core.radiomics.cohort.case_features`; undefined features are NaN.
+        As :func:`core.radiomics.cohort.case_features`; undefined features are NaN and
+        the stored Result's summary holds why (``missing``: tag -> reason).
 
     Raises
     ------
@@ -96,8 +97,9 @@ def case_radiomics(repo, study_id: int, *, settings: RadiomicsSettings | None = 
     params = _parameters(case, settings, dynamic, protocol)
     pet, tumour, _ = _load_inputs(repo, case)
     feats = case_features(pet, tumour, settings=settings, dynamic=dynamic, protocol=protocol)
-    repo.add_result(study_id, FEATURES_KIND, params, {"features": feats, "n_features": len(feats)}, user=user)
-    return feats
+    repo.add_result(study_id, FEATURES_KIND, params, {"features": dict(feats), "n_features": len(feats),
+                                                      "missing": feats.missing}, user=user)
+    return dict(feats)
 
 
 def _row_ids(case) -> dict:

@@ -68,7 +68,7 @@ from core.errors import InputError
 from core.imaging.validate import check_mask
 from core.imaging.volume import DynamicVolume, Volume
 from core.kinetics.parameters import _as_dynamic, parametric_maps, protocol_for, window_mean
-from core.radiomics.features import extract
+from core.radiomics.features import RadiomicsFeatures, extract
 from core.radiomics.settings import RadiomicsSettings
 
 __all__ = ["case_features", "cohort_feature_table", "static_suv_image", "PREFIXES", "TTP_BIN_MIN",
@@ -142,11 +142,16 @@ def _filled(map_: Volume, roi: np.ndarray) -> Volume:
     return map_.with_data(data)
 
 
-def _prefixed(prefix: str, features: dict) -> dict[str, float]:
-    return {prefix + k: float(v) for k, v in features.items()}
+def _prefixed(prefix: str, features: dict) -> RadiomicsFeatures:
+    missing = {prefix + k: why for k, why in getattr(features, "missing", {}).items()}
+    return RadiomicsFeatures({prefix + k: float(v) for k, v in features.items()}, missing=missing)
 
 
-def _case_features_timed(pet, tumour, settings, dynamic, protocol) -> tuple[dict[str, float], dict[str, float]]:
+def _merge(a: RadiomicsFeatures, b: RadiomicsFeatures) -> RadiomicsFeatures:
+    return RadiomicsFeatures({**a, **b}, missing={**a.missing, **b.missing})
+
+
+def _case_features_timed(pet, tumour, settings, dynamic, protocol) -> tuple[RadiomicsFeatures, dict[str, float]]:
     settings = RadiomicsSettings.pet_suv() if settings is None else settings
     static_settings = dataclasses.replace(settings, convert_to_suv=False)
     pet = _as_dynamic(pet)
@@ -159,17 +164,18 @@ def _case_features_timed(pet, tumour, settings, dynamic, protocol) -> tuple[dict
         roi = np.asarray(check_mask(tumour, pet).data, bool)
         maps = parametric_maps(pet, tumour, 1.0, protocol)  # background only scales the TBR map (unused)
         ttp = _filled(maps["ttp_min"], roi)
-        out |= _prefixed("ttp_", extract(ttp, tumour, _map_settings(settings, TTP_BIN_MIN, _TTP_IVH_BIN_MIN, 0.0)))
+        out = _merge(out, _prefixed("ttp_", extract(ttp, tumour, _map_settings(settings, TTP_BIN_MIN,
+                                                                              _TTP_IVH_BIN_MIN, 0.0))))
         slope = _filled(maps["slope_per_h"], roi)
         low = math.floor(float(np.min(slope.data[roi])) / SLOPE_BIN_SUV_PER_H) * SLOPE_BIN_SUV_PER_H
-        out |= _prefixed("slope_", extract(slope, tumour, _map_settings(
-            settings, SLOPE_BIN_SUV_PER_H, _SLOPE_IVH_BIN_SUV_PER_H, low)))
+        out = _merge(out, _prefixed("slope_", extract(slope, tumour, _map_settings(
+            settings, SLOPE_BIN_SUV_PER_H, _SLOPE_IVH_BIN_SUV_PER_H, low))))
         timing["dynamic_s"] = time.perf_counter() - t0
     return out, timing
 
 
 def case_features(pet: DynamicVolume, tumour: Volume, *, settings: RadiomicsSettings | None = None,
-                  dynamic: bool = True, protocol="FDOPA") -> dict[str, float]:
+                  dynamic: bool = True, protocol="FDOPA") -> RadiomicsFeatures:
     r"""IBSI features of a tumour in the static SUV image and, optionally, its TTP and slope maps.
 
     Parameters
@@ -189,9 +195,10 @@ def case_features(pet: DynamicVolume, tumour: Volume, *, settings: RadiomicsSett
 
     Returns
     -------
-    dict of str to float
-        ``static_<IBSI tag>`` (SUV, mm for morphology), and with ``dynamic``
-        ``ttp_<tag>`` (min) and ``slope_<tag>`` (SUV/h). Undefined values are NaN.
+    RadiomicsFeatures
+        A ``dict[str, float]``: ``static_<IBSI tag>`` (SUV, mm for morphology), and with
+        ``dynamic`` ``ttp_<tag>`` (min) and ``slope_<tag>`` (SUV/h). Undefined values are
+        NaN, with the reason in ``.missing``.
 
     Raises
     ------

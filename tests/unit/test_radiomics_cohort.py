@@ -40,6 +40,26 @@ def test_prefixes_and_finite_values(features):
     assert len(features) == 3 * len([k for k in features if k.startswith("static_")])
 
 
+def test_undefined_features_are_nan_with_their_reason(features):
+    nan = sorted(k for k, v in features.items() if math.isnan(v))
+    assert sorted(features.missing) == nan          # every NaN explained, nothing else
+    assert all(k.startswith(PREFIXES) and "undefined" in why for k, why in features.missing.items())
+
+
+def test_a_single_time_to_peak_gives_nan_features_with_reasons(case):
+    roi = _roi(case)
+    data = np.asarray(case.pet.data).copy()
+    curve = data[roi].mean(axis=0)
+    data[roi] = curve[None, :] * np.random.default_rng(0).uniform(0.8, 1.2, int(roi.sum()))[:, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        f = case_features(case.pet.with_data(data), case.tumour_mask)   # every voxel peaks in the same frame
+    nan = sorted(k for k, v in f.items() if math.isnan(v))
+    assert nan and sorted(f.missing) == nan
+    assert all(k.startswith("ttp_") for k in nan)
+    assert any("single grey level" in why for why in f.missing.values())
+
+
 def test_static_mean_is_the_mean_suv_of_the_static_window(case, features):
     pet = case.pet
     fs, fe = pet.frame_start_min, pet.frame_end_min
