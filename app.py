@@ -12,6 +12,9 @@ pages = {
         st.Page("pages/viewer.py", title="Case viewer", icon=":material/view_in_ar:", url_path="viewer"),
         st.Page("pages/kinetics.py", title="PET kinetics", icon=":material/monitoring:", url_path="kinetics"),
     ],
+    "Cohorts and models": [
+        st.Page("pages/cohort.py", title="Radiomics cohort", icon=":material/query_stats:", url_path="cohort"),
+    ],
 }
 
 st.logo("assets/logo.svg")

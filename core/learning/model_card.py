@@ -233,6 +233,7 @@ def save_bundle(directory: str | os.PathLike, card: ModelCard, objects: dict[str
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is read by everyone who runs the app
         files = {}
         for name, obj in objects.items():
             joblib.dump(obj, tmp / name, compress=3)

@@ -317,6 +317,7 @@ def roc_figure(curves: Mapping[str, dict], *, points: Mapping[str, tuple[float, 
         f, t = _check_point(points, name)
         fig.add_trace(go.Scatter(
             x=[f], y=[t], mode="markers", name=f"{model_label(name)} operating point", legendgroup=name,
+            showlegend=False,  # same colour as its curve; the hover names it (keeps the legend short)
             marker=dict(color=colours[name], size=11, symbol="diamond", line=dict(color="white", width=1)),
             hovertemplate=f"{model_label(name)}<br>sensitivity {t:.2f}<br>specificity {1 - f:.2f}<extra></extra>"))
     fig.update_layout(height=height, **_LAYOUT, xaxis_title="1 - specificity (false-positive rate)",
