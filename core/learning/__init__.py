@@ -1,5 +1,13 @@
-"""Learning: model bundles with model cards (issue 4); datasets, networks and training
-of the deep models follow (issue 5)."""
+"""Learning: model bundles with model cards, the inputs of the deep models, a 3D ViT masked
+autoencoder and a 3D CNN (issues 4 and 5).
+
+Modules
+-------
+model_card  bundles under ``assets/models/`` with SHA-checked model cards
+data        co-registered PET/MRI channels, the cohort cache, the dataset, augmentation, splits
+mae         3D ViT masked autoencoder (self-supervised) and the ViT classifier
+cnn         3D CNN trained from scratch, batch-norm folding for LRP
+"""
 
 from core.learning.model_card import ModelCard, code_version, load_bundle, models_dir, read_card, save_bundle
 
