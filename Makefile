@@ -48,6 +48,7 @@ bench: $(VENV)/.test-deps system-deps
 	$(BIN)/python benchmarks/viewer.py
 	$(BIN)/python benchmarks/kinetics.py
 	$(BIN)/python benchmarks/radiomics.py
+	$(BIN)/python benchmarks/learning.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -6,7 +6,8 @@ init     create or migrate the case database; ``--demo-if-empty`` fills an empty
 demo     generate the synthetic demo cohort into ``--out`` (and ``--import`` it)
 import   import a NIfTI file (+ sidecar), a DICOM folder or a DICOM zip
 cases    list the cases in the store
-train    train a shipped model: ``train radiomics`` (the radiomics baseline, issue 4)
+train    train a model: ``train radiomics`` (the shipped radiomics baseline), ``train ssl``
+         (the 3D ViT masked autoencoder), ``train classifier --init ssl|scratch``
 """
 
 from __future__ import annotations
@@ -141,12 +142,6 @@ def _train_radiomics(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
-    if args.what == "radiomics":
-        return _train_radiomics(args)
-    raise InputError(f"nothing to train called {args.what!r}", fix="Use `python -m core train radiomics`.")
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core", description="TheraBoard engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -176,8 +171,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("cases", help="list the cases in the store")
     p.set_defaults(func=cmd_cases)
 
-    p = sub.add_parser("train", help="train a shipped model (radiomics)")
-    p.add_argument("what", choices=["radiomics"], help="which model")
+    train = sub.add_parser("train", help="train a model: radiomics, ssl (ViT MAE encoder), classifier")
+    models = train.add_subparsers(dest="what", required=True)
+    p = models.add_parser("radiomics", help="the shipped radiomics baseline (issue 4)")
     p.add_argument("--n", type=int, default=360, help="synthetic patients to generate (default 360)")
     p.add_argument("--seed", type=int, default=1,
                    help="cohort seed (default 1; the demo cohort is seed 0, so these are other patients)")
@@ -189,7 +185,16 @@ def main(argv=None) -> int:
     p.add_argument("--features", default=None,
                    help="feature-table CSV to reuse if it exists, or to write after extraction")
     p.add_argument("--out", default=None, help="bundle folder (default assets/models/radiomics_baseline)")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=_train_radiomics)
+
+    from core.learning.cli import add_arguments, train_classifier, train_ssl
+
+    p = models.add_parser("ssl", help="self-supervised 3D ViT masked autoencoder on PET+MRI")
+    add_arguments(p, "ssl")
+    p.set_defaults(func=train_ssl)
+    p = models.add_parser("classifier", help="progression vs radionecrosis: --init ssl (ViT) or scratch (CNN)")
+    add_arguments(p, "classifier")
+    p.set_defaults(func=train_classifier)
 
     args = parser.parse_args(argv)
     try:
