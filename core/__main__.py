@@ -16,21 +16,14 @@ import argparse
 import sys
 import time
 
-from tqdm import tqdm
 
 from core.errors import InputError
 
 
 def _bar(desc: str):
-    bar = tqdm(total=1000, desc=desc, unit="‰", leave=True)
+    from core.progress import tqdm_progress
 
-    def progress(fraction: float, message: str = "") -> None:
-        bar.n = int(round(1000 * min(max(fraction, 0.0), 1.0)))
-        if message:
-            bar.set_postfix_str(message, refresh=False)
-        bar.refresh()
-
-    return bar, progress
+    return tqdm_progress(desc)
 
 
 def _repo():

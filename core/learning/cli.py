@@ -32,9 +32,14 @@ encoder bundle, or CNN3D from scratch), ``--encoder`` (default ``assets/models/s
 
 Splits
 ------
-``split_by_centre(index, external=--external-sites)``: the external sites are held out
-whole; the other patients are split by patient into train / val / test, stratified by
-label. Training sees only ``train`` (SSL: the images, unlabelled; classifier: a
+``--split radiomics`` (default): when the shipped radiomics baseline's feature table holds
+every patient of the cache (the default cohort, seed 1, n 360), its split is reused: its
+internal test is ``test``, its external test (site C) is ``external`` and ``--val-fraction``
+of its training patients, stratified by label, is ``val``; every model is then tested on
+the same patients as the radiomics baseline, so that DeLong's paired test applies.
+Otherwise (or ``--split own``) ``split_by_centre(index, external=--external-sites)``: the
+external sites are held out whole; the other patients are split by patient into train /
+val / test, stratified by label. Training sees only ``train`` (SSL: the images, unlabelled; classifier: a
 ``--label-fraction`` subset of their labels) and ``val`` (early stopping). The test and
 external patients are never used for training or model selection; the classifier is
 scored on them once, after training, for its model card.
@@ -47,7 +52,6 @@ import shlex
 import time
 from pathlib import Path
 
-from tqdm import tqdm
 
 from core.errors import InputError
 
@@ -55,15 +59,9 @@ __all__ = ["add_arguments", "train_ssl", "train_classifier"]
 
 
 def _bar(desc: str):
-    bar = tqdm(total=1000, desc=desc, unit="‰", leave=True)
+    from core.progress import tqdm_progress
 
-    def progress(fraction: float, message: str = "") -> None:
-        bar.n = int(round(1000 * min(max(fraction, 0.0), 1.0)))
-        if message:
-            bar.set_postfix_str(message, refresh=False)
-        bar.refresh()
-
-    return bar, progress
+    return tqdm_progress(desc)
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
@@ -91,6 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> argparse.Arg
     parser.add_argument("--external-sites", default="C", help="sites held out whole (default C)")
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--test-fraction", type=float, default=0.15)
+    parser.add_argument("--split", choices=("radiomics", "own"), default="radiomics",
+                        help="radiomics (default): the shipped radiomics baseline's split when it covers the cohort, "
+                             "so every model is tested on the same patients; own: split_by_centre")
     parser.add_argument("--out", default=None, help="bundle folder (default under assets/models)")
     if ssl:
         parser.add_argument("--preset", choices=["small", "base"], default="small")
@@ -122,12 +123,43 @@ def _cache(args) -> tuple[Path, "object"]:
     return cache, index
 
 
+def _radiomics_split(index):
+    """The shipped radiomics baseline's split per patient, or None if it does not cover ``index``."""
+    import pandas as pd
+
+    from core.radiomics.shipped import bundle_path
+
+    try:
+        table = pd.read_csv(bundle_path() / "features.csv.gz", usecols=["patient_id", "split"])
+    except (OSError, ValueError):
+        return None
+    split = dict(zip(table["patient_id"].astype(str), table["split"].astype(str)))
+    ids = index["patient_id"].astype(str)
+    return ids.map(split) if ids.isin(list(split)).all() else None
+
+
 def _split(args, index):
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
     from core.learning.data import split_by_centre
 
     external = tuple(s.strip() for s in str(args.external_sites).split(",") if s.strip())
     v, t = float(args.val_fraction), float(args.test_fraction)
-    split = split_by_centre(index, external=external, fractions=(1.0 - v - t, v, t), seed=args.split_seed)
+    shared = _radiomics_split(index) if getattr(args, "split", "own") == "radiomics" else None
+    if shared is not None:  # same test patients as the radiomics baseline: paired comparisons (DeLong)
+        split = shared.map({"internal_test": "test", "external_test": "external", "train": "train"})
+        dev = index.index[split == "train"]
+        _, val = train_test_split(dev, test_size=v, random_state=args.split_seed, stratify=index.loc[dev, "label"])
+        split = pd.Series(split.to_numpy(), index=index.index, dtype=object)
+        split.loc[val] = "val"
+        args.split_note = ("the shipped radiomics baseline's split (its internal test = test, its external test = "
+                           f"external); {v:.0%} of its training patients for validation, stratified by label")
+        print("Using the radiomics baseline's split, so that all models are tested on the same patients.")
+    else:
+        split = split_by_centre(index, external=external, fractions=(1.0 - v - t, v, t), seed=args.split_seed)
+        args.split_note = (f"external sites {list(external)} held out whole; the others by patient, stratified by "
+                           f"label (val {v}, test {t}, seed {args.split_seed})")
     ids = {name: index.loc[split == name, "patient_id"].astype(str).tolist()
            for name in ("train", "val", "test", "external")}
     print("Split: " + ", ".join(f"{k} {len(v)}" for k, v in ids.items()) + " (test and external never trained on)")
@@ -138,7 +170,8 @@ def _common_flags(args, command: str) -> str:
     parts = [f"python -m core train {command}", f"--n {args.n}", f"--seed {args.seed}", f"--epochs {args.epochs}",
              f"--batch-size {args.batch_size}", f"--patience {args.patience}", f"--train-seed {args.train_seed}",
              f"--split-seed {args.split_seed}", f"--external-sites {args.external_sites}",
-             f"--val-fraction {args.val_fraction}", f"--test-fraction {args.test_fraction}"]
+             f"--val-fraction {args.val_fraction}", f"--test-fraction {args.test_fraction}",
+             f"--split {getattr(args, 'split', 'own')}"]
     if args.lr is not None:
         parts.append(f"--lr {args.lr}")
     return " ".join(parts)
@@ -147,8 +180,7 @@ def _common_flags(args, command: str) -> str:
 def _training_data(args, cache, ids, external) -> dict:
     return {"cohort": "core.phantoms.brain_fdopa.generate_patient (synthetic dynamic [18F]FDOPA PET + MRI)",
             "cache": str(cache), "cohort seed": args.seed,
-            "split": f"external sites {list(external)} held out whole; the others by patient, stratified by label "
-                     f"(val {args.val_fraction}, test {args.test_fraction}, seed {args.split_seed})",
+            "split": args.split_note,
             **{f"patients ({k})": len(v) for k, v in ids.items()}}
 
 

@@ -172,3 +172,20 @@ def test_cli_end_to_end(cache, tmp_path, monkeypatch):
         p = predict_proba(model, directory, cache[3], 16, device="cpu")
         assert np.all((p >= 0) & (p <= 1))
         assert "python -m core train classifier" in read_card(tmp_path / name).reproduce
+
+
+def test_split_follows_the_radiomics_baseline_when_it_covers_the_cohort():
+    import pandas as pd
+
+    from core.radiomics.shipped import bundle_path
+
+    t = pd.read_csv(bundle_path() / "features.csv.gz", usecols=["patient_id", "site", "label", "split"])
+    index = t[["patient_id", "site", "label"]]
+    ids, _ = cli._split(_args("classifier", ["--val-fraction", "0.15"]), index)
+    assert set(ids["test"]) == set(t.patient_id[t.split == "internal_test"])
+    assert set(ids["external"]) == set(t.patient_id[t.split == "external_test"])
+    assert set(ids["train"]) | set(ids["val"]) == set(t.patient_id[t.split == "train"])
+    assert not set(ids["train"]) & set(ids["val"]) and len(ids["val"]) == 27
+    assert cli._radiomics_split(index.assign(patient_id=index.patient_id + "x")) is None
+    own, _ = cli._split(_args("classifier", ["--split", "own"]), index)
+    assert set(own["external"]) == set(t.patient_id[t.site == "C"]) and set(own["test"]) != set(ids["test"])
