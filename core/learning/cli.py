@@ -119,6 +119,7 @@ def _cache(args) -> tuple[Path, "object"]:
         bar.close()
         print(f"Built the cohort cache of {args.n} patients in {cache} in {time.perf_counter() - t0:.0f} s.")
     index = read_index(cache)
+    args.n = len(index)  # the model card's reproduce line names the cohort actually used
     print(f"Cohort cache {cache}: {len(index)} patients.")
     return cache, index
 

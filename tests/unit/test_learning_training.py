@@ -172,6 +172,7 @@ def test_cli_end_to_end(cache, tmp_path, monkeypatch):
         p = predict_proba(model, directory, cache[3], 16, device="cpu")
         assert np.all((p >= 0) & (p <= 1))
         assert "python -m core train classifier" in read_card(tmp_path / name).reproduce
+        assert "--n 8 " in read_card(tmp_path / name).reproduce  # the cache used, not the default 120
 
 
 def test_split_follows_the_radiomics_baseline_when_it_covers_the_cohort():
