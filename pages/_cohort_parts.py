@@ -37,9 +37,9 @@ def shipped_baseline():
 
 
 @st.cache_data(show_spinner="Computing curves with bootstrap bands…", max_entries=16)
-def curves_of(key: str, y: np.ndarray, scores: dict) -> dict:
-    """ROC bands, reliability and decision curves (cached by ``key``, which names the data)."""
-    return model_curves(y, scores, n_boot=1000)
+def curves_of(key: str, y: np.ndarray, scores: dict, thresholds: dict | None) -> dict:
+    """ROC bands, operating points, reliability and decision curves (cached by ``key``, which names the data)."""
+    return model_curves(y, scores, thresholds=thresholds, n_boot=1000)
 
 
 def evaluation_panel(key: str, y: np.ndarray, scores: dict, table: pd.DataFrame, best: str,
@@ -48,16 +48,10 @@ def evaluation_panel(key: str, y: np.ndarray, scores: dict, table: pd.DataFrame,
     st.dataframe(table, hide_index=True, key=f"{key}_table")
     if note:
         st.caption(note)
-    curves = curves_of(key, y, scores)
-    points = None
-    if thresholds:
-        points = {}
-        for m, t in thresholds.items():
-            call = scores[m] >= t
-            points[m] = (float(call[y == 0].mean()), float(call[y == 1].mean()))
+    curves = curves_of(key, y, scores, thresholds)
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(roc_figure(curves["roc"], points=points), key=f"{key}_roc")
+        st.plotly_chart(roc_figure(curves["roc"], points=curves["points"] or None), key=f"{key}_roc")
         st.caption("ROC curves with pointwise 95 % stratified-bootstrap bands (1000 resamples); legend AUC "
                    "intervals are DeLong's. Markers: the operating threshold.")
     with right:

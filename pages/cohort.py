@@ -4,6 +4,7 @@ nested cross-validated comparison of the baseline models on the cases in the sto
 import streamlit as st
 
 from core.errors import InputError
+from core.radiomics.cohort import ID_COLUMNS
 from core.radiomics.cases import (evaluate_store_cohort, find_store_evaluation, labelled, load_store_evaluation,
                                   store_feature_table)
 from core.viz.evaluation import comparison_table, model_label
@@ -19,13 +20,13 @@ except InputError as err:
     show_input_error(err)
     st.stop()
 cases = {c.study_id: c for c in repo.list_cases()}
+table, missing = store_feature_table(repo, list(cases), compute=False)  # stored features only: instant
 cases_tab, store_tab, shipped_tab = st.tabs(["Cases", "Compare models on these cases", "Shipped baseline"])
 
 with cases_tab:
     if not cases:
         st.info("No case yet: import images or generate the demo cohort on the Worklist.")
     else:
-        table, missing = store_feature_table(repo, list(cases), compute=False)
         todo = [sid for sid, why in missing.items() if why == "not computed yet"]
         if todo and st.button(f"Compute radiomics of {len(todo)} case(s) (about 6 s each)", key="compute",
                               type="primary"):
@@ -39,7 +40,8 @@ with cases_tab:
                 st.warning(f"{cases[sid].pseudonym}: {why}", icon=":material/warning:")
         if len(table):
             st.dataframe(case_rows(baseline, table), hide_index=True, key="case_table")
-            st.caption(f"{len(table)} cases · {table.shape[1] - 4} IBSI features each (static SUV, TTP and slope "
+            n_features = table.shape[1] - len(ID_COLUMNS)
+            st.caption(f"{len(table)} cases · {n_features} IBSI features each (static SUV, TTP and slope "
                        f"maps). Model: {model_label(baseline.best)} from the shipped baseline, call at its "
                        f"training threshold {baseline.thresholds[baseline.best]:.2f}.")
             st.download_button("All features (CSV)", table.to_csv().encode(), "radiomics_features.csv", "text/csv",
@@ -56,8 +58,7 @@ with cases_tab:
                         "card), so the model gives no probability or explanation for them.", icon=":material/info:")
 
 with store_tab:
-    table, _ = store_feature_table(repo, list(cases), compute=False) if cases else (None, {})
-    rows, y = labelled(table) if table is not None and len(table) else (None, [])
+    rows, y = labelled(table) if len(table) else (None, [])
     st.write(f"Nested cross-validation (5 outer x 3 inner folds, stratified) of logistic regression, random "
              f"forest and gradient boosting on the {len(y)} labelled cases with stored radiomics.")
     n_sites = rows["site"].nunique() if rows is not None and len(rows) else 0
@@ -98,8 +99,8 @@ with shipped_tab:
     st.warning(card.limitations[0], icon=":material/science:")
     splits = [s for s in ("internal_test", "external_test", "train") if s in baseline.evaluation["splits"]]
     split = st.radio("Evaluated on", splits, format_func=SPLIT_NAMES.get, horizontal=True, key="split")
-    y, scores, table = shipped_comparison(baseline, split)
-    evaluation_panel(f"shipped_{split}", y, scores, table, baseline.best, baseline.thresholds,
+    y, scores, shipped_table = shipped_comparison(baseline, split)
+    evaluation_panel(f"shipped_{split}", y, scores, shipped_table, baseline.best, baseline.thresholds,
                      note=f"{len(y)} patients ({int(y.sum())} progression). Metrics at each model's training "
                           f"threshold; DeLong p against {model_label(baseline.best)}, selected on training data "
                           "before the test sets were scored.")

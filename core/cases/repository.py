@@ -121,6 +121,23 @@ def _cohort_result_record(row: CohortResult) -> CohortResultRecord:
                               created_by=row.created_by)
 
 
+def _result_fields(user, kind, parameters, summary, code_version, artefact) -> tuple:
+    """Checked user and kind, JSON-safe parameters and summary, code version; the artefact must exist."""
+    if artefact is not None and not Path(artefact).is_file():
+        raise UnreadableFileError("the result artefact does not exist", path=artefact,
+                                  fix="Write the artefact file before storing the result.")
+    return (_check_user(user), _check_text(kind, "result kind"), _jsonable(dict(parameters)),
+            _jsonable(dict(summary or {})), str(code_version or core.__version__)[:64])
+
+
+def _stored_artefact(staged: StagedFiles, artefact) -> dict:
+    """Copy the artefact (if any) into the store within the transaction; its path and hash."""
+    if artefact is None:
+        return {"artefact_path": None, "artefact_sha256": None}
+    stored = staged.put(artefact, suffix=_suffix(Path(artefact).name))
+    return {"artefact_path": stored.relpath, "artefact_sha256": stored.sha256}
+
+
 def _label_record(row: Label) -> LabelRecord:
     return LabelRecord(id=row.id, study_id=row.study_id, diagnosis=row.diagnosis, source=row.source,
                        molecular=dict(row.molecular), details=dict(row.details), set_by=row.set_by,
@@ -457,20 +474,11 @@ class CaseRepository(_ImportMixin):
             Default ``core.__version__``.
         user : str, default="local"
         """
-        user = _check_user(user)
-        kind = _check_text(kind, "result kind")
-        params = _jsonable(dict(parameters))
-        summ = _jsonable(dict(summary or {}))
-        version = str(code_version or core.__version__)[:64]
-        if artefact is not None and not Path(artefact).is_file():
-            raise UnreadableFileError("the result artefact does not exist", path=artefact,
-                                      fix="Write the artefact file before storing the result.")
+        user, kind, params, summ, version = _result_fields(user, kind, parameters, summary, code_version, artefact)
         with self._write() as (session, staged):
             study = self._get(session, Study, study_id, "study")
-            stored = staged.put(artefact, suffix=_suffix(Path(artefact).name)) if artefact is not None else None
             row = Result(study=study, kind=kind, parameters=params, summary=summ, code_version=version,
-                         artefact_path=stored.relpath if stored else None,
-                         artefact_sha256=stored.sha256 if stored else None, created_by=user)
+                         created_by=user, **_stored_artefact(staged, artefact))
             session.add(row)
             session.flush()
             self._audit(session, user, "result.add", "result", row.id,
@@ -529,22 +537,13 @@ class CaseRepository(_ImportMixin):
             Default ``core.__version__``.
         user : str, default="local"
         """
-        user = _check_user(user)
-        kind = _check_text(kind, "result kind")
-        params = _jsonable(dict(parameters))
-        summ = _jsonable(dict(summary or {}))
+        user, kind, params, summ, version = _result_fields(user, kind, parameters, summary, code_version, artefact)
         ids = [int(i) for i in study_ids]
-        version = str(code_version or core.__version__)[:64]
-        if artefact is not None and not Path(artefact).is_file():
-            raise UnreadableFileError("the result artefact does not exist", path=artefact,
-                                      fix="Write the artefact file before storing the result.")
         with self._write() as (session, staged):
             for study_id in ids:
                 self._get(session, Study, study_id, "study")
-            stored = staged.put(artefact, suffix=_suffix(Path(artefact).name)) if artefact is not None else None
             row = CohortResult(kind=kind, parameters=params, study_ids=ids, summary=summ, code_version=version,
-                               artefact_path=stored.relpath if stored else None,
-                               artefact_sha256=stored.sha256 if stored else None, created_by=user)
+                               created_by=user, **_stored_artefact(staged, artefact))
             session.add(row)
             session.flush()
             self._audit(session, user, "cohort_result.add", "cohort_result", row.id,

@@ -21,7 +21,7 @@ import numpy as np
 
 from core.errors import InputError
 from core.evaluation.calibration import brier_score, expected_calibration_error, net_benefit, reliability_curve
-from core.evaluation.metrics import binary_metrics, check_labels
+from core.evaluation.metrics import binary_metrics, check_labels, check_probabilities
 from core.evaluation.roc import delong_test, roc_auc_ci, roc_curve_with_band
 
 __all__ = ["compare_models", "model_curves", "DECISION_THRESHOLDS"]
@@ -34,14 +34,8 @@ def _check_scores(y, scores: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict
     y = check_labels(np.asarray(y), name="y_true")
     if not scores:
         raise InputError("no model scores given", fix="Pass {model name: scores}.")
-    out = {}
-    for name, s in scores.items():
-        s = np.asarray(s, dtype=float)
-        if s.shape != y.shape or not np.isfinite(s).all():
-            raise InputError(f"scores of {name!r} have shape {s.shape} or non-finite values; labels have {y.shape}",
-                             fix="Pass one finite score per case, in the order of the labels.")
-        out[str(name)] = s
-    return y, out
+    return y, {str(name): check_probabilities(s, y.size, name=f"scores of {str(name)!r}")
+               for name, s in scores.items()}
 
 
 def compare_models(y_true, scores: Mapping[str, np.ndarray], thresholds: Mapping[str, float], reference: str, *,
@@ -104,8 +98,8 @@ def compare_models(y_true, scores: Mapping[str, np.ndarray], thresholds: Mapping
     return out
 
 
-def model_curves(y_true, scores: Mapping[str, np.ndarray], *, n_boot: int = 1000, n_bins: int = 10,
-                 alpha: float = 0.05, seed: int = 0) -> dict:
+def model_curves(y_true, scores: Mapping[str, np.ndarray], *, thresholds: Mapping[str, float] | None = None,
+                 n_boot: int = 1000, n_bins: int = 10, alpha: float = 0.05, seed: int = 0) -> dict:
     """ROC band, reliability curve and decision curve of each model's probabilities.
 
     Parameters
@@ -114,6 +108,8 @@ def model_curves(y_true, scores: Mapping[str, np.ndarray], *, n_boot: int = 1000
         Labels 0/1, both classes present.
     scores : dict of str to array-like of shape (n,)
         Predicted probabilities in [0, 1] per model.
+    thresholds : dict of str to float, optional
+        Operating threshold per model; gives the ROC operating points.
     n_boot : int, default=1000
         Bootstrap resamples of the ROC band.
     n_bins : int, default=10
@@ -127,11 +123,18 @@ def model_curves(y_true, scores: Mapping[str, np.ndarray], *, n_boot: int = 1000
     dict
         ``roc``: {model: :func:`~core.evaluation.roc_curve_with_band` + ``auc_ci``},
         ``calibration``: {model: :func:`~core.evaluation.reliability_curve` + ``brier``, ``ece``},
-        ``decision``: {model: :func:`~core.evaluation.net_benefit` at :data:`DECISION_THRESHOLDS`}.
+        ``decision``: {model: :func:`~core.evaluation.net_benefit` at :data:`DECISION_THRESHOLDS`},
+        ``points``: {model: (1 - specificity, sensitivity) at its threshold} (empty without
+        ``thresholds``).
     """
     y, scores = _check_scores(y_true, scores)
+    points = {}
+    for name, t in (thresholds or {}).items():
+        if name in scores:
+            call = scores[name] >= float(t)
+            points[name] = (float(call[y == 0].mean()), float(call[y == 1].mean()))
     bins = int(max(2, min(n_bins, y.size // 10)))
-    out = {"roc": {}, "calibration": {}, "decision": {}}
+    out = {"roc": {}, "calibration": {}, "decision": {}, "points": points}
     for name, s in scores.items():
         auc = roc_auc_ci(y, s, alpha=alpha)
         out["roc"][name] = roc_curve_with_band(y, s, n_boot=n_boot, alpha=alpha, seed=seed) | {

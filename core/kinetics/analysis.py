@@ -40,7 +40,8 @@ from core.errors import InputError, MaskError
 from core.imaging.volume import DynamicVolume, Volume
 
 __all__ = ["KineticsSettings", "KineticsAnalysis", "analyse_case", "load_analysis", "find_analysis",
-           "store_input_csv", "export_csv", "export_nifti_zip", "ANALYSIS_KIND", "INPUT_FILE_KIND", "ROI_MODELS"]
+           "store_input_csv", "export_csv", "export_nifti_zip", "load_case_inputs", "ANALYSIS_KIND", "INPUT_FILE_KIND",
+           "ROI_MODELS"]
 
 ANALYSIS_KIND = "kinetics.analysis"
 _FORMAT = 1  # bump when the stored layout changes
@@ -229,7 +230,16 @@ def _on_pet_grid(mask: Volume, pet: DynamicVolume, name: str) -> Volume:
     return moved.with_data((np.asarray(moved.data) > 0).astype(np.uint8))
 
 
-def _load_inputs(repo, case) -> tuple[DynamicVolume, Volume, Any]:
+def load_case_inputs(repo, case) -> tuple[DynamicVolume, Volume, Any]:
+    """A case's dynamic PET, its ``tumour`` mask on the PET grid and the PET series record.
+
+    Raises
+    ------
+    InputError
+        No dynamic PET or no usable frame timing.
+    MaskError
+        No tumour mask, or one that cannot be put on the PET grid.
+    """
     pet_rec = case.pet
     if pet_rec is None or pet_rec.role != "dynamic_pet":
         raise InputError(f"case {case.pseudonym} has no dynamic PET series",
@@ -396,7 +406,7 @@ def analyse_case(repo, study_id: int, settings: KineticsSettings | None = None, 
 
     case = repo.get_case(study_id)
     _report(progress, 0.02, "Loading the PET and the tumour mask")
-    pet, tumour, pet_rec = _load_inputs(repo, case)
+    pet, tumour, pet_rec = load_case_inputs(repo, case)
     tracer_name = settings.tracer or (pet.dose.tracer if pet.dose else None)
     protocol = par.protocol_for(tracer_name)
     if settings.static_window_min is not None:

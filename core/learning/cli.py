@@ -200,12 +200,12 @@ def train_ssl(args: argparse.Namespace) -> int:
     """
     from core.learning.mae import MAEConfig
     from core.learning.model_card import models_dir
-    from core.learning.training import pretrain_mae, save_encoder, _n_channels
+    from core.learning.training import pretrain_mae, save_encoder, n_channels
 
     cache, index = _cache(args)
     ids, external = _split(args, index)
     maker = MAEConfig.small if args.preset == "small" else MAEConfig.base
-    config = maker(in_channels=_n_channels(cache), image_size=args.image_size, patch_size=args.patch_size)
+    config = maker(in_channels=n_channels(cache), image_size=args.image_size, patch_size=args.patch_size)
     kw = {} if args.lr is None else {"lr": args.lr}
     bar, progress = _bar("pretraining")
     result = pretrain_mae(cache, ids["train"], ids["val"], config, epochs=args.epochs, batch_size=args.batch_size,

@@ -65,6 +65,7 @@ from core.learning.data import Augment, CohortDataset, InputSpec, read_index
 from core.learning.mae import MAEConfig, MaskedAutoencoder3D, ViTClassifier
 
 __all__ = [
+    "n_channels",
     "tumour_crop",
     "CropDataset",
     "PretrainResult",
@@ -260,7 +261,8 @@ def _cache_spec(cache_dir) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))["spec"]
 
 
-def _n_channels(cache_dir) -> int:
+def n_channels(cache_dir) -> int:
+    """Number of input channels of a cohort cache (its spec; the default spec when it has none)."""
     spec = _cache_spec(cache_dir)
     return len(spec["channels"]) if spec else len(InputSpec().channels)
 
@@ -447,7 +449,7 @@ def pretrain_mae(cache_dir, train_ids: Sequence[str], val_ids: Sequence[str], co
     patience = _check_int(patience, "patience", 1)
     if not (math.isfinite(float(lr)) and lr > 0):
         raise InputError(f"lr must be a positive number, got {lr!r}")
-    channels = _n_channels(cache_dir)
+    channels = n_channels(cache_dir)
     if config.in_channels != channels:
         raise InputError(f"config.in_channels={config.in_channels} but the cache has {channels} channels",
                          path=cache_dir, fix=f"Use MAEConfig(in_channels={channels}, ...).")
@@ -672,7 +674,7 @@ def train_classifier(cache_dir, train_ids: Sequence[str], val_ids: Sequence[str]
     y_train = _labels(cache_dir, train_ids)
     weights = _class_weights(y_train)
     torch.manual_seed(int(seed))
-    model = _build_classifier(arch, encoder, mode, crop, _n_channels(cache_dir)).to(device)
+    model = _build_classifier(arch, encoder, mode, crop, n_channels(cache_dir)).to(device)
     train_ds = CropDataset(cache_dir, train_ids, crop, augment=Augment(), jitter_vox=jitter_vox, seed=seed)
     val_x, val_y = _crops(cache_dir, val_ids, crop)
     loader = _loader(train_ds, batch_size, True, seed)

@@ -87,7 +87,7 @@ def case_radiomics(repo, study_id: int, *, settings: RadiomicsSettings | None = 
     InputError
         No dynamic PET, no tumour mask, a mask off the PET grid, SUV unavailable.
     """
-    from core.kinetics.analysis import _load_inputs
+    from core.kinetics.analysis import load_case_inputs
 
     settings = settings or RadiomicsSettings.pet_suv()
     found = stored_case_radiomics(repo, study_id, settings=settings, dynamic=dynamic, protocol=protocol)
@@ -95,11 +95,20 @@ def case_radiomics(repo, study_id: int, *, settings: RadiomicsSettings | None = 
         return found
     case = repo.get_case(study_id)
     params = _parameters(case, settings, dynamic, protocol)
-    pet, tumour, _ = _load_inputs(repo, case)
+    pet, tumour, _ = load_case_inputs(repo, case)
     feats = case_features(pet, tumour, settings=settings, dynamic=dynamic, protocol=protocol)
     repo.add_result(study_id, FEATURES_KIND, params, {"features": dict(feats), "n_features": len(feats),
                                                       "missing": feats.missing}, user=user)
     return dict(feats)
+
+
+def _missing_input(case) -> str | None:
+    """Why a case cannot have radiomics, from its records alone (nothing is loaded); None if it can."""
+    if case.pet is None or case.pet.role != "dynamic_pet":
+        return "no dynamic PET series: import the dynamic (multi-frame) PET of this study"
+    if case.mask_by_name("tumour") is None:
+        return "no tumour mask: upload a tumour mask (NIfTI) for this study on the Worklist"
+    return None
 
 
 def _row_ids(case) -> dict:
@@ -132,6 +141,10 @@ def store_feature_table(repo, study_ids, *, settings: RadiomicsSettings | None =
         case = repo.get_case(sid)
         if progress:
             progress(k / max(len(ids), 1), f"{case.pseudonym} ({k + 1}/{len(ids)})")
+        why = _missing_input(case)
+        if why is not None:
+            failed[sid] = why
+            continue
         try:
             if compute:
                 feats = case_radiomics(repo, sid, settings=settings, dynamic=dynamic, user=user)

@@ -158,9 +158,10 @@ def curves():
 
 def test_curves_have_every_part_per_model(curves):
     _, scores, c = curves
-    assert set(c) == {"roc", "calibration", "decision"}
-    for part in c.values():
-        assert list(part) == list(scores)
+    assert set(c) == {"roc", "calibration", "decision", "points"}
+    assert c["points"] == {}                                     # no thresholds given
+    for part in ("roc", "calibration", "decision"):
+        assert list(c[part]) == list(scores)
     for name in scores:
         assert {"fpr", "tpr", "tpr_low", "tpr_high", "auc", "auc_ci"} <= set(c["roc"][name])
         assert {"mean_predicted", "observed", "count", "edges", "brier", "ece"} <= set(c["calibration"][name])
@@ -214,3 +215,10 @@ def test_curves_reject_bad_scores():
         model_curves(y, {"good": scores["good"][:-1]}, n_boot=100)
     with pytest.raises(InputError, match="one class"):
         model_curves(np.zeros(60, int), scores, n_boot=100)
+
+
+def test_curves_give_operating_points_at_the_thresholds():
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1] * 3)
+    s = np.array([0.1, 0.2, 0.6, 0.3, 0.4, 0.7, 0.8, 0.9] * 3)
+    c = model_curves(y, {"m": s}, thresholds={"m": 0.5}, n_boot=100)
+    assert c["points"] == {"m": (0.25, 0.75)}                    # 1 of 4 negatives, 3 of 4 positives >= 0.5

@@ -29,13 +29,17 @@ def test_feature_table_reads_stored_results_and_reports_the_rest(seeded, tmp_pat
     repo, ids = seeded
     from tests.support import case_data as cd
 
-    extra = repo.import_series(cd.write_nifti_file(cd.pet_dynamic(), tmp_path / "x.nii.gz"), pseudonym="NOMASK")
-    table, missing = store_feature_table(repo, ids + [extra.study_id], compute=False)
-    assert list(table.index) == ids and missing == {extra.study_id: "not computed yet"}
+    path = cd.write_nifti_file(cd.pet_dynamic(), tmp_path / "x.nii.gz")
+    extra = repo.import_series(path, pseudonym="NOMASK")
+    todo = repo.import_series(path, pseudonym="TODO")
+    repo.add_mask(todo.study_id, cd.mask_on(cd.pet_dynamic()), "tumour")
+    table, missing = store_feature_table(repo, ids + [extra.study_id, todo.study_id], compute=False)
+    assert list(table.index) == ids and missing[todo.study_id] == "not computed yet"
+    assert "no tumour mask" in missing[extra.study_id]      # known from the records, before any computation
     assert list(table.columns[:4]) == ["patient_id", "site", "label", "idh"]
     assert table.shape[1] == 4 + N_FEATURES + 1 and np.isnan(table.loc[ids[0], "static_stat_undefined"])
     assert table.loc[ids[0], "idh"] == "wildtype" and table.loc[ids[1], "label"] == "radionecrosis"
-    # computing is attempted for the case without a mask: a clear InputError message, not an exception
+    # computing for the case without a mask: a clear message, not an exception
     _, missing = store_feature_table(repo, [extra.study_id], compute=True)
     assert "no tumour mask" in missing[extra.study_id]
     assert len(repo.list_results(ids[0], FEATURES_KIND)) == 1   # nothing recomputed
