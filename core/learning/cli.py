@@ -129,9 +129,10 @@ def _radiomics_split(index):
     import pandas as pd
 
     from core.radiomics.shipped import bundle_path
+    from core.radiomics.training import FEATURES_FILE
 
     try:
-        table = pd.read_csv(bundle_path() / "features.csv.gz", usecols=["patient_id", "split"])
+        table = pd.read_csv(bundle_path() / FEATURES_FILE, usecols=["patient_id", "split"])
     except (OSError, ValueError):
         return None
     split = dict(zip(table["patient_id"].astype(str), table["split"].astype(str)))

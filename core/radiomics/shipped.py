@@ -16,7 +16,7 @@ import pandas as pd
 
 from core.errors import InputError
 from core.learning import ModelCard, load_bundle, models_dir
-from core.radiomics.training import _EVALUATION_FILE, _FEATURES_FILE, _MODELS_FILE, BUNDLE_NAME
+from core.radiomics.training import EVALUATION_FILE, FEATURES_FILE, MODELS_FILE, BUNDLE_NAME
 
 __all__ = ["ShippedBaseline", "load_baseline", "bundle_path"]
 
@@ -117,12 +117,12 @@ def load_baseline(directory: str | Path | None = None) -> ShippedBaseline:
     """
     directory = Path(directory) if directory is not None else bundle_path()
     card, objects = load_bundle(directory)
-    payload = objects.get(_MODELS_FILE)
+    payload = objects.get(MODELS_FILE)
     if not isinstance(payload, dict) or "models" not in payload:
-        raise InputError("the bundle has no models", path=directory / _MODELS_FILE,
+        raise InputError("the bundle has no models", path=directory / MODELS_FILE,
                          fix="Retrain with `python -m core train radiomics`.")
-    table = pd.read_csv(directory / _FEATURES_FILE)
-    evaluation = json.loads((directory / _EVALUATION_FILE).read_text(encoding="utf-8"))
+    table = pd.read_csv(directory / FEATURES_FILE)
+    evaluation = json.loads((directory / EVALUATION_FILE).read_text(encoding="utf-8"))
     return ShippedBaseline(card=card, models=payload["models"], best=payload["best"],
                            thresholds={k: float(v) for k, v in payload["thresholds"].items()},
                            features=list(payload["features"]), table=table, evaluation=evaluation)

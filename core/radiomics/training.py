@@ -52,7 +52,8 @@ from core.radiomics.baseline import MODELS, PARAM_GRIDS, check_feature_table, ev
 from core.radiomics.cohort import ID_COLUMNS
 
 __all__ = ["TrainedBaseline", "split_cohort", "labels_of", "feature_columns", "train_baseline",
-           "SPLITS", "POSITIVE_LABEL"]
+           "SPLITS", "POSITIVE_LABEL", "BUNDLE_NAME", "EVALUATION_FILE", "FEATURES_FILE", "MODELS_FILE",
+           "model_card_for", "save_baseline"]
 
 #: Split names in the ``split`` column of :attr:`TrainedBaseline.table`.
 SPLITS = ("train", "internal_test", "external_test")
@@ -279,9 +280,10 @@ def utc_now() -> str:
 
 #: Bundle folder of the shipped baseline under ``assets/models``.
 BUNDLE_NAME = "radiomics_baseline"
-_EVALUATION_FILE = "evaluation.json"
-_FEATURES_FILE = "features.csv.gz"
-_MODELS_FILE = "models.joblib"
+#: Files of the bundle besides the card: test scores, the feature table with its split, the models.
+EVALUATION_FILE = "evaluation.json"
+FEATURES_FILE = "features.csv.gz"
+MODELS_FILE = "models.joblib"
 
 _LIMITATIONS = (
     "Trained and tested on synthetic patients only (core.phantoms.brain_fdopa): the simulated "
@@ -412,9 +414,9 @@ def save_baseline(tb: TrainedBaseline, directory, *, cohort: dict, reproduce: st
 
     card = model_card_for(tb, cohort=cohort, reproduce=reproduce)
     with tempfile.TemporaryDirectory() as tmp:
-        ev, feats = Path(tmp) / _EVALUATION_FILE, Path(tmp) / _FEATURES_FILE
+        ev, feats = Path(tmp) / EVALUATION_FILE, Path(tmp) / FEATURES_FILE
         ev.write_text(json.dumps(_evaluation_json(tb), allow_nan=True), encoding="utf-8")
         tb.table.to_csv(feats, index=False, compression={"method": "gzip", "mtime": 0})
-        return save_bundle(directory, card, {_MODELS_FILE: {"models": tb.models, "best": tb.best,
+        return save_bundle(directory, card, {MODELS_FILE: {"models": tb.models, "best": tb.best,
                                                             "thresholds": tb.thresholds, "features": tb.features}},
-                           extra_files={_EVALUATION_FILE: ev, _FEATURES_FILE: feats})
+                           extra_files={EVALUATION_FILE: ev, FEATURES_FILE: feats})
