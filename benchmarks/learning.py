@@ -14,7 +14,13 @@ Measured in one run on this machine (``--device``, default ``core.config.device(
    the radiomics pipeline's per-case cost (:func:`core.radiomics.cohort.case_features`, static
    and dynamic) on the same patient. Aim (issue 5): inference in under 5 s on CPU.
 
-Weights are freshly initialised: the timings do not depend on training.
+Weights are freshly initialised in sections 1-2: the timings do not depend on training.
+
+3. The shipped, calibrated classifiers on the same case, as the AI diagnosis page runs
+   them: 8-flip prediction, out-of-distribution check, saliency and IG maps.
+4. The shipped label-efficiency study (``assets/models/label_efficiency``): held-out AUC
+   with DeLong CIs per arm and label fraction, next to the radiomics baseline, with the
+   training time each run took (``python -m core train label-efficiency`` reruns it).
 
 Run: ``.venv/bin/python benchmarks/learning.py`` (about 1-2 minutes on 2 cores);
 ``--device cuda`` on a GPU machine.
@@ -119,6 +125,66 @@ def latency(device: torch.device) -> None:
     print(f"  {'baseline: radiomics features (static+TTP+slope)':<45} {t_rad:8.3f}")
 
 
+def shipped(device: torch.device) -> None:
+    """Per-case latency of the shipped, calibrated classifiers as the AI page runs them."""
+    from core.explain.attributions import attribute
+    from core.learning.data import InputSpec, case_arrays
+    from core.learning.diagnosis import CLASSIFIERS, classifier_path
+    from core.learning.inference import case_crop, load_diagnosis_model, ood_check, predict
+    from core.learning.model_card import models_dir
+    from core.learning.training import load_encoder
+    from core.phantoms.brain_fdopa import generate_patient
+
+    names = [n for n in CLASSIFIERS if (classifier_path(n) / "card.json").is_file()]
+    if not names:
+        print("\n3. Shipped classifiers: none in assets/models (run `python -m core train label-efficiency`)")
+        return
+    print("\n3. Shipped classifiers on one case (DEMO-A-000), seconds: 8-flip calibrated prediction, "
+          "OOD check (encoder reconstruction), saliency and Integrated Gradients (32 steps)")
+    arrays = case_arrays(generate_patient(0), InputSpec())
+    encoder = load_encoder(models_dir() / "ssl_encoder").to(device)
+    for name in names:
+        model, calibration, _ = load_diagnosis_model(classifier_path(name))
+        model = model.to(device)
+        crop, masks, _ = case_crop(arrays, calibration.crop)
+        predict(model, crop, calibration)  # warm-up
+        t0 = time.perf_counter()
+        pred = predict(model, crop, calibration)
+        t_pred = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ood_check(crop, masks, encoder=encoder, reference_errors=calibration.reference_errors)
+        t_ood = time.perf_counter() - t0
+        x = torch.from_numpy(crop)[None].to(device)
+        t0 = time.perf_counter()
+        attribute(model, x, "saliency")
+        t_sal = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        attribute(model, x, "integrated_gradients", n_steps=32)
+        t_ig = time.perf_counter() - t0
+        print(f"  {name:<20} predict {t_pred:6.3f} | OOD {t_ood:6.3f} | saliency {t_sal:6.3f} | IG {t_ig:6.3f} | "
+              f"P(progression) {pred.probability:.2f}")
+
+
+def label_efficiency() -> None:
+    """The shipped label-efficiency study: held-out AUCs and the training time of each run."""
+    from core.learning.label_efficiency import LabelEfficiency
+    from core.learning.model_card import models_dir, read_card, verify_bundle
+
+    directory = models_dir() / "label_efficiency"
+    if not (directory / "card.json").is_file():
+        print("\n4. Label efficiency: not shipped (run `python -m core train label-efficiency`)")
+        return
+    verify_bundle(directory)
+    card = read_card(directory)
+    study = LabelEfficiency.load(directory)
+    table = study.table().merge(study.runs[["arm", "fraction", "seed", "seconds"]], on=["arm", "fraction", "seed"])
+    print(f"\n4. Label efficiency (shipped study, trained {card.created}, code {card.code_version}; "
+          "training seconds as measured then)")
+    cols = ["arm", "fraction", "n_labels", "test_auc", "test_ci_low", "test_ci_high", "external_auc",
+            "external_drop", "p_vs_radiomics", "seconds"]
+    print(table[[c for c in cols if c in table]].round(3).to_string(index=False))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default=None, help="torch device (default: core.config.device())")
@@ -134,6 +200,8 @@ def main(argv=None) -> int:
     pretraining(device, args.batch, args.steps)
     if not args.no_latency:
         latency(device)
+        shipped(device)
+    label_efficiency()
     return 0
 
 

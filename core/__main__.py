@@ -7,7 +7,11 @@ demo     generate the synthetic demo cohort into ``--out`` (and ``--import`` it)
 import   import a NIfTI file (+ sidecar), a DICOM folder or a DICOM zip
 cases    list the cases in the store
 train    train a model: ``train radiomics`` (the shipped radiomics baseline), ``train ssl``
-         (the 3D ViT masked autoencoder), ``train classifier --init ssl|scratch``
+         (the 3D ViT masked autoencoder), ``train classifier --init ssl|scratch``,
+         ``train label-efficiency`` (all arms on 10-100 % of the labels; writes the classifiers)
+explain  ``explain sanity``: randomisation checks of the attribution methods of the shipped
+         classifiers; ``explain signatures`` (encoder vs IDH, 1p/19q) and ``explain subregions``
+         (embedding sub-regions vs truth); each written into the model's bundle
 """
 
 from __future__ import annotations
@@ -180,7 +184,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="bundle folder (default assets/models/radiomics_baseline)")
     p.set_defaults(func=_train_radiomics)
 
-    from core.learning.cli import add_arguments, train_classifier, train_ssl
+    from core.learning.cli import (add_arguments, label_efficiency, sanity, signatures, subregions, train_classifier,
+                                   train_ssl)
 
     p = models.add_parser("ssl", help="self-supervised 3D ViT masked autoencoder on PET+MRI")
     add_arguments(p, "ssl")
@@ -188,6 +193,21 @@ def main(argv=None) -> int:
     p = models.add_parser("classifier", help="progression vs radionecrosis: --init ssl (ViT) or scratch (CNN)")
     add_arguments(p, "classifier")
     p.set_defaults(func=train_classifier)
+    p = models.add_parser("label-efficiency", help="SSL ViT vs CNN vs radiomics on 10-100 %% of the training labels")
+    add_arguments(p, "label-efficiency")
+    p.set_defaults(func=label_efficiency)
+
+    explain = sub.add_parser("explain", help="explainability checks of the shipped models")
+    checks = explain.add_subparsers(dest="what", required=True)
+    p = checks.add_parser("sanity", help="randomisation sanity checks of the attribution methods (Adebayo 2018)")
+    add_arguments(p, "sanity")
+    p.set_defaults(func=sanity)
+    p = checks.add_parser("signatures", help="encoder signatures vs IDH and 1p/19q on held-out patients")
+    add_arguments(p, "signatures")
+    p.set_defaults(func=signatures)
+    p = checks.add_parser("subregions", help="embedding sub-regions vs the true aggressive region")
+    add_arguments(p, "subregions")
+    p.set_defaults(func=subregions)
 
     args = parser.parse_args(argv)
     try:

@@ -103,6 +103,8 @@ __all__ = [
     "cluster_tumour",
     "dynamic_hotspot",
     "mask_overlap",
+    "kmeans_by_silhouette",
+    "gmm_by_bic",
 ]
 
 #: Fewest tumour voxels that can be clustered.
@@ -246,7 +248,12 @@ def _check_k_range(k_range, n_clusters, n_voxels: int) -> list[int]:
     return [k for k in ks if k < n_voxels]
 
 
-def _fit_kmeans(features: np.ndarray, ks, seed: int):
+def kmeans_by_silhouette(features: np.ndarray, ks, seed: int):
+    """k-means (10 seeded starts) for each k in ``ks``; the k with the best mean silhouette.
+
+    The silhouette (Rousseeuw 1987) is computed on at most 2000 seeded samples; ties go to
+    the smaller k. Returns ``(labels, k, {k: silhouette})``.
+    """
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
@@ -263,7 +270,11 @@ def _fit_kmeans(features: np.ndarray, ks, seed: int):
     return fits[best], best, scores
 
 
-def _fit_gmm(features: np.ndarray, ks, seed: int):
+def gmm_by_bic(features: np.ndarray, ks, seed: int):
+    """Gaussian mixtures (full covariances, 3 seeded starts) on the first principal components; the k of lowest BIC.
+
+    Returns ``(labels, k, {k: BIC})`` (Schwarz 1978).
+    """
     from sklearn.decomposition import PCA
     from sklearn.mixture import GaussianMixture
 
@@ -363,7 +374,7 @@ def cluster_tumour(pet: DynamicVolume, tumour, protocol: "TracerProtocol | str",
         scale = float(np.abs(curves).mean()) or 1.0
     features = curves * np.sqrt(fe - fs) / scale
 
-    fit = _fit_kmeans if method == "kmeans" else _fit_gmm
+    fit = kmeans_by_silhouette if method == "kmeans" else gmm_by_bic
     # One thread: the data are small (hundreds to thousands of voxels), and OpenMP workers
     # that spin on a loaded machine made the fits up to 50x slower.
     with threadpool_limits(limits=1):

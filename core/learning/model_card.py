@@ -42,7 +42,7 @@ from core.cases.store import sha256_file
 from core.errors import InputError
 
 __all__ = ["ModelCard", "code_version", "save_bundle", "load_bundle", "read_card", "render_markdown",
-           "models_dir"]
+           "models_dir", "verify_bundle", "add_files"]
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -288,8 +288,22 @@ def load_bundle(directory: str | os.PathLike) -> tuple[ModelCard, dict[str, Any]
     import joblib
 
     directory = Path(directory)
+    card = verify_bundle(directory)  # every hash first: nothing is unpickled from a changed bundle
+    objects = {name: joblib.load(directory / name) for name in card.files if name.endswith(".joblib")}
+    return card, objects
+
+
+def verify_bundle(directory: str | os.PathLike) -> ModelCard:
+    """The card of a bundle after checking that every file it lists exists with its SHA-256.
+
+    Raises
+    ------
+    InputError
+        Missing card or file, or a file whose hash differs from the card.
+    """
+    directory = Path(directory)
     card = read_card(directory)
-    for name, sha in card.files.items():  # every hash first: nothing is unpickled from a changed bundle
+    for name, sha in card.files.items():
         path = directory / name
         if not path.is_file():
             raise InputError("a file of the model bundle is missing", path=path,
@@ -298,5 +312,30 @@ def load_bundle(directory: str | os.PathLike) -> tuple[ModelCard, dict[str, Any]
             raise InputError("the file does not match the SHA-256 in its model card (changed or corrupt)",
                              path=path, fix="Restore the bundle from the repository or retrain the model; "
                                             "a file that does not match its card is never loaded.")
-    objects = {name: joblib.load(directory / name) for name in card.files if name.endswith(".joblib")}
-    return card, objects
+    return card
+
+
+def add_files(directory: str | os.PathLike, extra_files: dict[str, str | os.PathLike], *,
+              metrics: dict[str, Any] | None = None) -> ModelCard:
+    """Add (or replace) files of a verified bundle and optionally merge card metrics; atomic.
+
+    Parameters
+    ----------
+    directory : path
+        An existing bundle (checked with :func:`verify_bundle` first).
+    extra_files : dict of str to path
+        Bundle file name -> file to copy in.
+    metrics : dict, optional
+        Merged into the card's ``metrics`` (same keys replaced).
+
+    Returns
+    -------
+    ModelCard
+        The rewritten card, with the hashes of all files.
+    """
+    directory = Path(directory)
+    card = verify_bundle(directory)
+    files = {name: directory / name for name in card.files if name not in extra_files}
+    files.update(extra_files)
+    card = dataclasses.replace(card, metrics={**(card.metrics or {}), **(metrics or {})})
+    return save_bundle(directory, card, {}, extra_files=files)

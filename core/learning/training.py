@@ -67,6 +67,8 @@ from core.learning.mae import MAEConfig, MaskedAutoencoder3D, ViTClassifier
 __all__ = [
     "n_channels",
     "tumour_crop",
+    "crop_origin",
+    "crop_case",
     "CropDataset",
     "PretrainResult",
     "ClassifierResult",
@@ -117,6 +119,68 @@ def _crop_start(centre: np.ndarray, shape: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.round(centre).astype(int) - size // 2, 0, shape - size)
 
 
+def crop_origin(mask, size: int, patient_id: str = "") -> tuple[int, int, int]:
+    """First voxel of the ``size``^3 cube the classifiers read around a tumour mask (this work).
+
+    The mask's centre of mass is rounded to a voxel; the cube starts ``size // 2`` voxels
+    before it along each axis and is clamped to ``[0, shape - size]``. The one crop rule
+    of :func:`tumour_crop`, the image signatures and the embedding sub-regions.
+
+    Parameters
+    ----------
+    mask : ndarray of shape (I, J, K)
+        Non-empty tumour mask on the model grid.
+    size : int or tuple of 3 int
+        Cube edge (or edges), voxels, at most the grid size.
+    patient_id : str, optional
+        Named in the error of an empty mask.
+
+    Returns
+    -------
+    tuple of 3 int
+
+    Examples
+    --------
+    >>> m = np.zeros((10, 10, 10), bool); m[8, 1, 5] = True
+    >>> crop_origin(m, 4)
+    (6, 0, 3)
+    """
+    mask = np.asarray(mask) > 0
+    if mask.ndim != 3:
+        raise InputError(f"the tumour mask has shape {mask.shape}, expected a 3D grid")
+    shape = np.asarray(mask.shape)
+    sizes = np.broadcast_to(np.asarray(size), (3,))
+    for edge, dim in zip(sizes, shape):
+        _check_size(edge, (dim,))
+    return tuple(int(v) for v in _crop_start(_tumour_centre(mask, patient_id), shape, sizes.astype(int)))
+
+
+def crop_case(cache_dir, patient_id: str, size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The classifier crop of a cached patient with its masks cut the same way.
+
+    Parameters
+    ----------
+    cache_dir : str or PathLike
+    patient_id : str
+    size : int
+        Crop edge, voxels.
+
+    Returns
+    -------
+    image : ndarray of float32, shape (C, size, size, size)
+        Identical to ``tumour_crop(cache_dir, patient_id, size)[0]``.
+    masks : dict of str to bool ndarray of shape (size, size, size)
+        ``tumour``, ``aggressive``, ``brain``.
+    """
+    path = Path(cache_dir) / f"{patient_id}.npz"
+    image, tumour, _ = _load_case(cache_dir, str(patient_id))
+    start = np.asarray(crop_origin(tumour, size, str(patient_id)))
+    with np.load(path) as z:
+        stack = np.stack([z[k] > 0 for k in ("tumour", "aggressive", "brain")])
+    cut = _cut(stack, start, int(size))
+    return _cut(image, start, int(size)), {"tumour": cut[0], "aggressive": cut[1], "brain": cut[2]}
+
+
 def _cut(image: np.ndarray, start: np.ndarray, size: int) -> np.ndarray:
     sl = tuple(slice(int(s), int(s) + size) for s in start)
     return np.ascontiguousarray(image[(slice(None), *sl)])
@@ -165,10 +229,8 @@ def tumour_crop(cache_dir, patient_id: str, size: int) -> tuple[np.ndarray, int]
     (4, 32, 32, 32)
     """
     image, tumour, label = _load_case(cache_dir, str(patient_id))
-    shape = np.asarray(image.shape[-3:])
-    size = _check_size(size, shape)
-    start = _crop_start(_tumour_centre(tumour, patient_id), shape, size)
-    return _cut(image, start, size), label
+    start = np.asarray(crop_origin(tumour, size, str(patient_id)))
+    return _cut(image, start, int(size)), label
 
 
 class CropDataset(torch.utils.data.Dataset):
@@ -191,6 +253,8 @@ class CropDataset(torch.utils.data.Dataset):
     augment : Augment, optional
     jitter_vox : int, default=0
     seed : int, default=0
+    labels : dict of str to int, optional
+        Labels to use instead of the cached ones (label-randomisation check).
 
     Examples
     --------
@@ -200,7 +264,8 @@ class CropDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, cache_dir, ids: Sequence[str], size: int, augment: Augment | None = None,
-                 jitter_vox: int = 0, seed: int = 0):
+                 jitter_vox: int = 0, seed: int = 0, labels: dict[str, int] | None = None):
+        self.labels = None if labels is None else {str(k): int(v) for k, v in labels.items()}
         self.cache_dir = Path(cache_dir)
         index = read_index(self.cache_dir)
         ids = [str(i) for i in ids]
@@ -228,6 +293,8 @@ class CropDataset(torch.utils.data.Dataset):
         i = int(i) % len(self)
         pid = self.ids[i]
         image, tumour, label = _load_case(self.cache_dir, pid)
+        if self.labels is not None:
+            label = self.labels[pid]
         shape = np.asarray(image.shape[-3:])
         size = _check_size(self.size, shape)
         ss = np.random.SeedSequence([self.seed, self.epoch, i])
@@ -300,7 +367,10 @@ def _cpu_state(model: nn.Module) -> dict:
 
 
 def _loader(dataset, batch_size: int, shuffle: bool, seed: int):
+    # A shuffled (training) loader drops a last batch of one sample (it breaks BatchNorm's
+    # batch statistics); the dropped sample differs every epoch.
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=0,
+                                       drop_last=bool(shuffle and len(dataset) > 1 and len(dataset) % batch_size == 1),
                                        generator=torch.Generator().manual_seed(int(seed)))
 
 
@@ -610,7 +680,7 @@ def train_classifier(cache_dir, train_ids: Sequence[str], val_ids: Sequence[str]
                      encoder: MaskedAutoencoder3D | None = None, mode: str = "finetune", crop: int = 32,
                      epochs: int = 30, batch_size: int = 8, lr: float | None = None, weight_decay: float = 0.01,
                      jitter_vox: int | None = None, seed: int = 0, device=None, patience: int = 5,
-                     progress: Progress | None = None) -> ClassifierResult:
+                     shuffle_labels_seed: int | None = None, progress: Progress | None = None) -> ClassifierResult:
     """Train a progression-vs-radionecrosis classifier on tumour-centred crops.
 
     Weighted cross-entropy (class weights :math:`w_c = n / (K n_c)` of the training
@@ -636,7 +706,7 @@ def train_classifier(cache_dir, train_ids: Sequence[str], val_ids: Sequence[str]
     epochs : int, default=30
     batch_size : int, default=8
     lr : float, optional
-        Default (this work): 1e-3 for the CNN and the linear probe, 1e-4 for fine-tuning.
+        Default (this work): 1e-3 for the CNN and the linear probe, 3e-4 for fine-tuning.
     weight_decay : float, default=0.01
         AdamW's default.
     jitter_vox : int, optional
@@ -645,6 +715,10 @@ def train_classifier(cache_dir, train_ids: Sequence[str], val_ids: Sequence[str]
     device : torch.device or str, optional
         Default :func:`core.config.device`.
     patience : int, default=5
+    shuffle_labels_seed : int, optional
+        Permute the training labels with this seed (validation labels stay true): the
+        model of the data-randomisation sanity check of Adebayo et al. (NeurIPS 2018),
+        which should learn nothing an explanation could show.
     progress : callable(fraction, message), optional
 
     Returns
@@ -666,16 +740,20 @@ def train_classifier(cache_dir, train_ids: Sequence[str], val_ids: Sequence[str]
     epochs, batch_size = _check_int(epochs, "epochs", 1), _check_int(batch_size, "batch_size", 1)
     patience, crop = _check_int(patience, "patience", 1), _check_int(crop, "crop", 1)
     if lr is None:
-        lr = 1e-4 if (arch == "vit" and mode == "finetune") else 1e-3
+        lr = 3e-4 if (arch == "vit" and mode == "finetune") else 1e-3
     if not (math.isfinite(float(lr)) and lr > 0):
         raise InputError(f"lr must be a positive number, got {lr!r}")
     jitter_vox = max(0, crop // 8) if jitter_vox is None else _check_int(jitter_vox, "jitter_vox", 0)
     device = _device(device)
     y_train = _labels(cache_dir, train_ids)
+    if shuffle_labels_seed is not None:
+        y_train = np.random.default_rng(int(shuffle_labels_seed)).permutation(y_train)
+    train_labels = dict(zip(train_ids, y_train.tolist())) if shuffle_labels_seed is not None else None
     weights = _class_weights(y_train)
     torch.manual_seed(int(seed))
     model = _build_classifier(arch, encoder, mode, crop, n_channels(cache_dir)).to(device)
-    train_ds = CropDataset(cache_dir, train_ids, crop, augment=Augment(), jitter_vox=jitter_vox, seed=seed)
+    train_ds = CropDataset(cache_dir, train_ids, crop, augment=Augment(), jitter_vox=jitter_vox, seed=seed,
+                           labels=train_labels)
     val_x, val_y = _crops(cache_dir, val_ids, crop)
     loader = _loader(train_ds, batch_size, True, seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -724,6 +802,7 @@ def train_classifier(cache_dir, train_ids: Sequence[str], val_ids: Sequence[str]
                 "weight_decay": float(weight_decay), "epochs": epochs, "batch_size": batch_size, "seed": int(seed),
                 "patience": patience, "jitter_vox": jitter_vox, "class_weights": weights.tolist(),
                 "n_train": len(train_ids), "n_val": len(val_ids), "device": str(device),
+                "shuffled_labels_seed": shuffle_labels_seed,
                 "spec": _cache_spec(cache_dir)}
     return ClassifierResult(model=model, history=history, best_epoch=best_epoch, settings=settings)
 
@@ -919,7 +998,8 @@ def load_encoder(directory) -> MaskedAutoencoder3D:
     return model.eval()
 
 
-def save_classifier(result: ClassifierResult, directory, card_fields: dict | None = None):
+def save_classifier(result: ClassifierResult, directory, card_fields: dict | None = None,
+                    extra_files: dict | None = None):
     """Write a trained classifier as a bundle.
 
     ``classifier.joblib`` holds ``{"arch": "cnn" | "vit", "config": asdict(CNNConfig or
@@ -932,6 +1012,8 @@ def save_classifier(result: ClassifierResult, directory, card_fields: dict | Non
     directory : str or PathLike
     card_fields : dict, optional
         As :func:`save_encoder`.
+    extra_files : dict of str to path, optional
+        Further files of the bundle (e.g. the calibration of :mod:`core.learning.inference`).
 
     Returns
     -------
@@ -967,7 +1049,7 @@ def save_classifier(result: ClassifierResult, directory, card_fields: dict | Non
 
     obj = {"arch": arch, "config": config, "state_dict": _cpu_state(model), "history": result.history,
            "best_epoch": result.best_epoch, "settings": settings, **extra}
-    return save_bundle(directory, card, {CLASSIFIER_FILE: obj})
+    return save_bundle(directory, card, {CLASSIFIER_FILE: obj}, extra_files=extra_files)
 
 
 def load_classifier(directory) -> nn.Module:

@@ -53,7 +53,7 @@ from core.radiomics.cohort import ID_COLUMNS
 
 __all__ = ["TrainedBaseline", "split_cohort", "labels_of", "feature_columns", "train_baseline",
            "SPLITS", "POSITIVE_LABEL", "BUNDLE_NAME", "EVALUATION_FILE", "FEATURES_FILE", "MODELS_FILE",
-           "model_card_for", "save_baseline"]
+           "model_card_for", "save_baseline", "fit_model"]
 
 #: Split names in the ``split`` column of :attr:`TrainedBaseline.table`.
 SPLITS = ("train", "internal_test", "external_test")
@@ -189,7 +189,18 @@ def _report(progress: Progress | None, fraction: float, message: str) -> None:
         progress(float(min(max(fraction, 0.0), 1.0)), message)
 
 
-def _final_fit(name: str, X: pd.DataFrame, y: np.ndarray, inner: int, seed: int):
+def fit_model(name: str, X: pd.DataFrame, y: np.ndarray, inner: int = 3, seed: int = 0):
+    """Fit one baseline pipeline with its hyper-parameters chosen by an inner stratified CV.
+
+    ``GridSearchCV`` over :data:`core.radiomics.baseline.PARAM_GRIDS` ``[name]`` (AUC,
+    ``inner`` folds), refitted on all of ``X``: the final fit of :func:`train_baseline`,
+    also used to retrain the selected model on label subsets (label-efficiency study).
+
+    Returns
+    -------
+    pipeline : sklearn.pipeline.Pipeline
+    best_params : dict
+    """
     search = GridSearchCV(make_pipeline(name, seed=seed), PARAM_GRIDS[name], scoring="roc_auc",
                           cv=StratifiedKFold(inner, shuffle=True, random_state=seed + 1), refit=True, n_jobs=1,
                           error_score="raise")
@@ -251,7 +262,7 @@ def train_baseline(table: pd.DataFrame, *, external_sites=("C",), test_fraction:
     fitted, best_params = {}, {}
     for k, name in enumerate(models):
         _report(progress, 0.5 + 0.4 * k / len(models), f"final fit: {name}")
-        fitted[name], best_params[name] = _final_fit(name, X_train, y_train, inner, seed)
+        fitted[name], best_params[name] = fit_model(name, X_train, y_train, inner, seed)
 
     tests = {}
     for split in ("internal_test", "external_test"):

@@ -13,6 +13,7 @@ from core.learning.mae import (
     MAEConfig,
     MaskedAutoencoder3D,
     ViTClassifier,
+    central_tokens,
     masked_mse,
     patch_targets,
     patchify,
@@ -23,7 +24,7 @@ from core.learning.mae import (
 )
 
 TINY = MAEConfig(in_channels=2, image_size=(16, 16, 16), patch_size=4, embed_dim=32, depth=1, num_heads=4,
-                 decoder_dim=32, decoder_depth=1, decoder_heads=4)
+                 decoder_dim=32, decoder_depth=1, decoder_heads=4, norm_pix_loss=True)
 N = 64          # (16 / 4) ** 3
 PATCH_DIM = 128  # 4**3 * 2
 
@@ -285,12 +286,25 @@ def test_classifier_from_mae_copies_encoder():
     x = _batch()
     assert torch.equal(clf.encoder(x), mae.encode(x))
     assert clf(x).shape == (2, 3)
-    assert torch.allclose(clf.features(x), mae.encode(x)[:, 1:].mean(1))
+    tokens = mae.encode(x)[:, 1:]
+    grid = mae.config.grid
+    centre = tokens.reshape(2, *grid, -1)[:, grid[0] // 4:grid[0] - grid[0] // 4, grid[1] // 4:grid[1] - grid[1] // 4,
+                                          grid[2] // 4:grid[2] - grid[2] // 4].reshape(2, -1, tokens.shape[-1])
+    assert torch.allclose(clf.features(x), centre.mean(1))
+    mean_clf = ViTClassifier.from_mae(mae, n_classes=2, pool="mean").eval()
+    assert torch.allclose(mean_clf.features(x), tokens.mean(1))
     cls_clf = ViTClassifier.from_mae(mae, n_classes=2, pool="cls").eval()
     assert torch.allclose(cls_clf.features(x), mae.encode(x)[:, 0])
     with torch.no_grad():  # a copy, not shared
         mae.encoder.cls_token.add_(1.0)
     assert not torch.equal(clf.encoder.cls_token, mae.encoder.cls_token)
+
+
+def test_central_tokens_are_the_middle_half_of_each_axis():
+    mask = central_tokens((4, 4, 6)).reshape(4, 4, 6)
+    assert int(mask.sum()) == 2 * 2 * 4
+    assert bool(mask[1:3, 1:3, 1:5].all()) and not bool(mask[0].any()) and not bool(mask[:, :, 5].any())
+    assert bool(central_tokens((1, 2, 3)).reshape(1, 2, 3)[:, :, 0:3].all())
 
 
 def test_freeze_encoder_linear_probe_vs_fine_tune():

@@ -289,3 +289,18 @@ def test_code_version_starts_with_package_version():
 
 def test_models_dir_is_assets_models_of_checkout():
     assert models_dir() == Path(core.__file__).resolve().parents[1] / "assets" / "models"
+
+
+def test_add_files_rewrites_a_verified_bundle_atomically(tmp_path):
+    from core.learning.model_card import add_files, load_bundle, read_card, verify_bundle
+
+    save_bundle(tmp_path / "b", _card(), {"model.joblib": {"w": [1, 2]}})
+    extra = tmp_path / "extra.json"
+    extra.write_text('{"a": 1}')
+    new = add_files(tmp_path / "b", {"extra.json": extra}, metrics={"sanity": {"passed": True}})
+    assert set(new.files) == {"model.joblib", "extra.json"} and new.metrics["sanity"] == {"passed": True}
+    assert verify_bundle(tmp_path / "b") == read_card(tmp_path / "b")
+    assert load_bundle(tmp_path / "b")[1]["model.joblib"] == {"w": [1, 2]}
+    (tmp_path / "b" / "extra.json").write_text('{"a": 2}')
+    with pytest.raises(InputError, match="SHA-256"):
+        add_files(tmp_path / "b", {"other.txt": extra})

@@ -188,5 +188,23 @@ def test_split_follows_the_radiomics_baseline_when_it_covers_the_cohort():
     assert set(ids["train"]) | set(ids["val"]) == set(t.patient_id[t.split == "train"])
     assert not set(ids["train"]) & set(ids["val"]) and len(ids["val"]) == 27
     assert cli._radiomics_split(index.assign(patient_id=index.patient_id + "x")) is None
+    assert cli._radiomics_split(index.iloc[1:]) is None  # a radiomics patient missing from the cache
+    extra = pd.DataFrame({"patient_id": ["EXTRA-1", "EXTRA-2"], "site": ["A", "C"], "label": [0, 1]})
+    more, _ = cli._split(_args("classifier", ["--val-fraction", "0.15"]), pd.concat([index, extra], ignore_index=True))
+    assert more["pretrain"] == ["EXTRA-1", "EXTRA-2"] and more["test"] == ids["test"] and more["val"] == ids["val"]
+    assert ids["pretrain"] == []
     own, _ = cli._split(_args("classifier", ["--split", "own"]), index)
     assert set(own["external"]) == set(t.patient_id[t.site == "C"]) and set(own["test"]) != set(ids["test"])
+
+
+def test_crop_origin_centres_and_clamps_and_refuses_empty_masks():
+    from core.learning.training import crop_origin
+
+    m = np.zeros((10, 12, 10), bool)
+    m[8, 1, 5] = True
+    assert crop_origin(m, 4) == (6, 0, 3)
+    assert crop_origin(m, (4, 6, 2)) == (6, 0, 4)
+    with pytest.raises(InputError, match="empty"):
+        crop_origin(np.zeros((10, 10, 10)), 4, "P1")
+    with pytest.raises(InputError, match="larger than"):
+        crop_origin(m, 11)
