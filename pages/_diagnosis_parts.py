@@ -106,8 +106,9 @@ def ood_panel(diag) -> None:
         for reason in ood["reasons"]:
             st.warning(reason, icon=":material/warning:")
     elif ood["percentile"] is not None:
-        st.caption(f"Input check: the encoder reconstructs this lesion as well as {100 - ood['percentile']:.0f} % "
-                   "of the training patients or better; intensities within the normalisation range.")
+        st.caption(f"Input check: the encoder's reconstruction error of this lesion is at the "
+                   f"{ood['percentile']:.0f}th percentile of the training patients' (flagged above the 99th); "
+                   "intensities within the normalisation range.")
 
 
 def method_label(method: str, verdicts: dict) -> str:
@@ -129,8 +130,11 @@ def explanation_panel(diag, model: str) -> None:
     else:
         detail = (f"Rank correlation with the map of the fully randomised model {verdict['similarity']:.2f} "
                   f"(mean of {verdict['n']} test patients; passes below 0.5)")
-        if verdict["label_similarity"] is not None and np.isfinite(verdict["label_similarity"]):
-            detail += f"; with a model trained on shuffled labels {verdict['label_similarity']:.2f}"
+        label_sim = verdict["label_similarity"]
+        if label_sim is not None and np.isfinite(label_sim):
+            detail += (f"; with a model trained on shuffled labels {label_sim:.2f}"
+                       + (" — the data-randomisation check fails: the map looks much the same when the labels "
+                          "carry no information" if label_sim >= 0.5 else " (data-randomisation check passes)"))
         if verdict["passed"] is False:
             st.warning(f"Sanity check FAILED — {verdict['verdict']}. {detail}. Do not read this map as the model's "
                        "reasoning.", icon=":material/gpp_bad:")
@@ -254,7 +258,7 @@ def cohort_panel() -> None:
     curves = model_curves(y, {a: wide[a].to_numpy() for a in wide.columns}, n_boot=300)
     named = {ARM_TITLES.get(a, a): c for a, c in curves["roc"].items()}
     st.plotly_chart(roc_figure(named), key=f"cohort_roc_{split}")
-    rows = table[np.isclose(table["fraction"], 1.0)]
+    rows = table[np.isclose(table["fraction"], 1.0) & (table["seed"] == table["seed"].min())]
     st.dataframe(pd.DataFrame({
         "Model": [ARM_TITLES.get(a, a) for a in rows["arm"]],
         "Labelled patients": rows["n_labels"],
@@ -264,11 +268,14 @@ def cohort_panel() -> None:
         "Drop (internal - external)": rows["external_drop"].round(3),
         "DeLong p vs radiomics": [format_p(v) if pd.notna(v) else "" for v in rows.get("p_vs_radiomics", [])],
     }), hide_index=True, key="cohort_table")
-    st.caption("All models trained on the same patients and scored once on the same held-out patients; DeLong's "
-               "paired test on the internal test patients.")
+    st.caption("The shipped models (100 % of the labels, training seed 0), trained on the same patients and scored "
+               "once on the same held-out patients; DeLong's paired test on the internal test patients.")
     st.plotly_chart(label_efficiency_figure(table, split=split, titles=ARM_TITLES), key=f"label_eff_{split}")
-    st.caption("Label efficiency: AUC (95 % DeLong CI) when training on 10, 25, 50 and 100 % of the training "
-               "labels (nested subsets; validation labels counted). One training seed per point.")
+    n_seeds = int(table["seed"].nunique())
+    spread = ("the line joins the mean over " f"{n_seeds} training seeds (each seed a dot), bars span the seeds"
+              if n_seeds > 1 else "bars: DeLong 95 % CI (one training seed)")
+    st.caption("Label efficiency: AUC when training on 10, 25, 50 and 100 % of the training labels (nested "
+               f"subsets, the same for every arm; the validation labels are counted); {spread}.")
 
 
 def subregions_panel(diag) -> None:

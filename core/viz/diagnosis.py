@@ -201,12 +201,16 @@ def evidence_mask(attribution, within=None, top_fraction: float = 0.05) -> np.nd
 
 def label_efficiency_figure(table: pd.DataFrame, *, split: str = "test", titles: dict | None = None,
                             height: int = 420) -> go.Figure:
-    """Held-out AUC (95 % DeLong CI) against the number of labelled patients, one line per arm.
+    """Held-out AUC against the number of labelled patients, one line per arm.
+
+    With one seed per point the error bars are the DeLong 95 % CI; with several seeds the
+    line joins the mean AUC over seeds, every seed is a small marker and the error bars
+    span the seeds' range (training variation), so the reader sees both.
 
     Parameters
     ----------
     table : DataFrame
-        :meth:`core.learning.label_efficiency.LabelEfficiency.table` (one seed per arm and fraction).
+        :meth:`core.learning.label_efficiency.LabelEfficiency.table`.
     split : {"test", "external"}, default="test"
     titles : dict, optional
         Arm -> legend name.
@@ -218,20 +222,29 @@ def label_efficiency_figure(table: pd.DataFrame, *, split: str = "test", titles:
     >>> len(label_efficiency_figure(t).data)
     1
     """
-    need = {"arm", "n_labels", f"{split}_auc", f"{split}_ci_low", f"{split}_ci_high"}
+    auc_col, lo_col, hi_col = f"{split}_auc", f"{split}_ci_low", f"{split}_ci_high"
+    need = {"arm", "n_labels", "seed", auc_col, lo_col, hi_col}
     if not need <= set(table.columns):
         raise InputError(f"the label-efficiency table lacks {sorted(need - set(table.columns))}")
     fig = go.Figure()
     for arm, rows in table.groupby("arm", sort=False):
-        rows = rows.groupby("n_labels", as_index=False)[[f"{split}_auc", f"{split}_ci_low",
-                                                          f"{split}_ci_high"]].mean().sort_values("n_labels")
-        auc = rows[f"{split}_auc"].to_numpy()
+        name, colour = (titles or {}).get(arm, arm), ARM_COLOURS.get(arm)
+        g = rows.groupby("n_labels")
+        mean = g[auc_col].mean()
+        several = bool((g["seed"].nunique() > 1).any())
+        if several:
+            upper, lower = g[auc_col].max() - mean, mean - g[auc_col].min()
+        else:
+            upper, lower = g[hi_col].mean() - mean, mean - g[lo_col].mean()
         fig.add_trace(go.Scatter(
-            x=rows["n_labels"], y=auc, mode="lines+markers", name=(titles or {}).get(arm, arm),
-            line={"color": ARM_COLOURS.get(arm)},
-            error_y={"type": "data", "symmetric": False, "array": rows[f"{split}_ci_high"].to_numpy() - auc,
-                     "arrayminus": auc - rows[f"{split}_ci_low"].to_numpy()},
+            x=mean.index, y=mean.to_numpy(), mode="lines+markers", name=name, line={"color": colour},
+            error_y={"type": "data", "symmetric": False, "array": upper.to_numpy(), "arrayminus": lower.to_numpy()},
             hovertemplate="%{x} labelled patients: AUC %{y:.3f}<extra>%{fullData.name}</extra>"))
+        if several:
+            fig.add_trace(go.Scatter(x=rows["n_labels"], y=rows[auc_col], mode="markers", name=f"{name}, each seed",
+                                     marker={"color": colour, "size": 6, "opacity": 0.45}, showlegend=False,
+                                     hovertemplate="seed %{text}: AUC %{y:.3f}<extra></extra>",
+                                     text=rows["seed"].astype(str)))
     fig.update_layout(height=height, xaxis={"title": "labelled patients (training subset + validation)",
                                             "type": "log"},
                       yaxis={"title": f"AUC, {'internal test' if split == 'test' else 'external site'}",

@@ -55,7 +55,7 @@ def test_evidence_mask_keeps_the_strongest_positive_voxels_in_the_brain():
 
 
 def test_label_efficiency_plot_has_one_line_per_arm_with_asymmetric_cis():
-    t = pd.DataFrame({"arm": ["cnn_scratch", "cnn_scratch", "radiomics", "radiomics"],
+    t = pd.DataFrame({"arm": ["cnn_scratch", "cnn_scratch", "radiomics", "radiomics"], "seed": 0,
                       "n_labels": [40, 180, 40, 180], "test_auc": [0.7, 0.9, 0.8, 0.95],
                       "test_ci_low": [0.6, 0.85, 0.7, 0.9], "test_ci_high": [0.75, 0.93, 0.85, 0.97]})
     fig = label_efficiency_figure(t, titles={"cnn_scratch": "CNN"})
@@ -64,6 +64,16 @@ def test_label_efficiency_plot_has_one_line_per_arm_with_asymmetric_cis():
     np.testing.assert_allclose(fig.data[0].error_y.arrayminus, [0.1, 0.05])
     with pytest.raises(InputError, match="lacks"):
         label_efficiency_figure(t, split="external")
+
+
+def test_label_efficiency_plot_with_seeds_shows_their_mean_range_and_points():
+    t = pd.DataFrame({"arm": "cnn_scratch", "seed": [0, 1, 2, 0, 1, 2], "n_labels": [40] * 3 + [180] * 3,
+                      "test_auc": [0.7, 0.8, 0.9, 0.9, 0.92, 0.94], "test_ci_low": 0.5, "test_ci_high": 1.0})
+    line, points = label_efficiency_figure(t).data
+    np.testing.assert_allclose(line.y, [0.8, 0.92])
+    np.testing.assert_allclose(line.error_y.array, [0.1, 0.02])
+    np.testing.assert_allclose(line.error_y.arrayminus, [0.1, 0.02])
+    assert len(points.y) == 6
 
 
 def test_label_slice_draws_each_cluster_the_aggressive_outline_and_the_target():
