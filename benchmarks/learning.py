@@ -132,7 +132,7 @@ def shipped(device: torch.device) -> None:
     from core.learning.diagnosis import CLASSIFIERS, classifier_path
     from core.learning.inference import case_crop, load_diagnosis_model, ood_check, predict
     from core.learning.model_card import models_dir
-    from core.learning.training import load_encoder
+    from core.learning.bundles import load_encoder
     from core.phantoms.brain_fdopa import generate_patient
 
     names = [n for n in CLASSIFIERS if (classifier_path(n) / "card.json").is_file()]

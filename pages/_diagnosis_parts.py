@@ -67,6 +67,18 @@ def encoder_metric(prefix: str) -> dict:
     return next((v for k, v in metrics.items() if k.startswith(prefix)), {})
 
 
+@st.cache_data(show_spinner=False)
+def encoder_history() -> list:
+    """The shipped encoder's pretraining history (``[]`` when no encoder is shipped)."""
+    from core.learning.model_card import load_bundle, models_dir
+
+    directory = models_dir() / "ssl_encoder"
+    if not (directory / "card.json").is_file():
+        return []
+    _, objects = load_bundle(directory)
+    return list(objects["encoder.joblib"].get("history", []))
+
+
 def shipped_models() -> dict[str, str]:
     """The classifiers of :data:`CLASSIFIERS` that are shipped (their bundle exists)."""
     return {k: v for k, v in CLASSIFIERS.items() if (classifier_path(k) / "card.json").is_file()}
@@ -271,6 +283,15 @@ def cohort_panel() -> None:
     st.caption("The shipped models (100 % of the labels, training seed 0), trained on the same patients and scored "
                "once on the same held-out patients; DeLong's paired test on the internal test patients.")
     st.plotly_chart(label_efficiency_figure(table, split=split, titles=ARM_TITLES), key=f"label_eff_{split}")
+    history = encoder_history()
+    if history:
+        from core.viz.diagnosis import loss_curve_figure
+
+        with st.expander("Self-supervised pretraining of the encoder"):
+            st.plotly_chart(loss_curve_figure(history), key="pretraining_curve")
+            st.caption("Masked-autoencoder loss on the removed patches (75 % of 8^3-voxel patches) of training "
+                       "and unlabelled volumes, and of the validation patients; the shipped weights are the best "
+                       "epoch's.")
     n_seeds = int(table["seed"].nunique())
     spread = ("the line joins the mean over " f"{n_seeds} training seeds (each seed a dot), bars span the seeds"
               if n_seeds > 1 else "bars: DeLong 95 % CI (one training seed)")

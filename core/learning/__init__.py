@@ -7,7 +7,8 @@ model_card         bundles under ``assets/models/`` with SHA-checked model cards
 data               co-registered PET/MRI channels, the cohort cache, the dataset, augmentation, splits
 mae                3D ViT masked autoencoder (self-supervised) and the ViT classifier
 cnn                3D CNN trained from scratch, batch-norm folding for LRP
-training           MAE pretraining, classifier training (CNN from scratch, ViT from the encoder), bundles
+training           MAE pretraining, classifier training (CNN from scratch, ViT from the encoder), label subsets
+bundles            the encoder and classifier bundles with their model cards
 label_efficiency   every arm on 10-100 % of the training labels, held-out AUCs, DeLong tests
 inference          one case: store inputs, flip-averaged calibrated probability, OOD check
 diagnosis          the stored AI opinion on a case with its attribution maps (the AI diagnosis page)

@@ -239,7 +239,8 @@ def train_ssl(args: argparse.Namespace) -> int:
     """
     from core.learning.mae import MAEConfig
     from core.learning.model_card import models_dir
-    from core.learning.training import pretrain_mae, save_encoder, n_channels
+    from core.learning.bundles import save_encoder
+    from core.learning.training import n_channels, pretrain_mae
 
     cache, index = _cache(args)
     ids, external = _split(args, index)
@@ -310,7 +311,8 @@ def train_classifier(args: argparse.Namespace) -> int:
         0 on success.
     """
     from core.learning.model_card import models_dir
-    from core.learning.training import label_subset, load_encoder, save_classifier
+    from core.learning.bundles import load_encoder, save_classifier
+    from core.learning.training import label_subset
     from core.learning.training import train_classifier as fit
 
     cache, index = _cache(args)
@@ -372,7 +374,7 @@ def label_efficiency(args: argparse.Namespace) -> int:
     from core.learning.inference import DIAGNOSIS_FILE, calibrate_on_cache
     from core.learning.label_efficiency import ARM_TITLES, run_label_efficiency
     from core.learning.model_card import ModelCard, code_version, models_dir, save_bundle
-    from core.learning.training import _LIMITATIONS, load_encoder, save_classifier
+    from core.learning.bundles import LIMITATIONS, load_encoder, save_classifier
     from core.radiomics.shipped import load_baseline
     from core.radiomics.training import utc_now
 
@@ -414,7 +416,7 @@ def label_efficiency(args: argparse.Namespace) -> int:
         created=utc_now(), code_version=code_version(),
         task="Held-out AUC of progression-vs-radionecrosis classifiers trained on 10-100 % of the training labels.",
         intended_use="The cohort comparison and the label-efficiency plot of the AI diagnosis page (research only).",
-        limitations=_LIMITATIONS + ("One training seed per fraction unless stated: run-to-run variation is not "
+        limitations=LIMITATIONS + ("One training seed per fraction unless stated: run-to-run variation is not "
                                     "in the confidence intervals, which cover the test patients only.",),
         training_data={**_training_data(args, cache, ids, external), "encoder": str(enc_dir),
                        "label subsets": "core.learning.training.label_subset (stratified, nested), the same for "
@@ -477,7 +479,8 @@ def sanity(args: argparse.Namespace) -> int:
     from core.learning.inference import load_diagnosis_model
     from core.learning.mae import ViTClassifier
     from core.learning.model_card import add_files, models_dir
-    from core.learning.training import load_encoder, tumour_crop
+    from core.learning.bundles import load_encoder
+    from core.learning.training import tumour_crop
     from core.learning.training import train_classifier as fit
 
     cache, index = _cache(args)
@@ -544,7 +547,7 @@ def signatures(args: argparse.Namespace) -> int:
 
     from core.learning.model_card import add_files, models_dir
     from core.learning.signatures import signature_study
-    from core.learning.training import load_encoder
+    from core.learning.bundles import load_encoder
 
     enc_dir = Path(args.encoder) if args.encoder else models_dir() / "ssl_encoder"
     encoder = load_encoder(enc_dir)
@@ -586,7 +589,7 @@ def subregions(args: argparse.Namespace) -> int:
 
     from core.learning.embedding_regions import evaluate_on_cache
     from core.learning.model_card import add_files, models_dir
-    from core.learning.training import load_encoder
+    from core.learning.bundles import load_encoder
 
     enc_dir = Path(args.encoder) if args.encoder else models_dir() / "ssl_encoder"
     encoder = load_encoder(enc_dir)

@@ -107,6 +107,8 @@ _INDEX_COLUMNS = ["patient_id", "site", "label", "idh", "codeletion", "file"]
 _MASKS = ("tumour", "aggressive", "brain")
 #: Code of a label or molecular status that is not known (a case to be diagnosed).
 UNKNOWN = -1
+#: Least fraction of the PET head an MRI must cover on the model grid (this work).
+MIN_MRI_COVERAGE = 0.8
 
 
 # ----------------------------------------------------------------------- spec
@@ -370,7 +372,9 @@ def case_arrays(case, spec: InputSpec | None = None) -> CaseArrays:
     ------
     InputError
         Missing image, PET not in Bq/ml or without SUV, an image of another patient, an
-        unknown label; :class:`~core.errors.MaskError` when the tumour mask is empty.
+        MRI covering less than :data:`MIN_MRI_COVERAGE` of the head the PET sees (grids not
+        registered), an unknown label; :class:`~core.errors.MaskError` when the tumour mask
+        is empty.
 
     Examples
     --------
@@ -417,6 +421,16 @@ def case_arrays(case, spec: InputSpec | None = None) -> CaseArrays:
     pet_grid = {name: image(w, pet.affine) for name, w in windows.items()}
     mri = {name: image(getattr(case, name).data, getattr(case, name).affine)
            for name in set(needed_mri) | {"t1c"}}
+    head = pet_grid["pet_late"] > _otsu(pet_grid["pet_late"])
+    for name in sorted(mri):  # volumes on grids that do not overlap: say which, never normalise zeros
+        vol = getattr(case, name)
+        fov = image(np.ones(np.asarray(vol.data).shape[:3], np.float32), vol.affine) > 0.5
+        covered = float(fov[head].mean()) if head.any() else 0.0
+        if covered < MIN_MRI_COVERAGE:
+            raise InputError(f"the {name} of patient {pid!r} covers only {covered:.0%} of the head seen by the "
+                             f"PET: the two are not registered or lie on unrelated grids", path=vol.source,
+                             fix=f"Register the {name} to the PET (or import the registered series) so that their "
+                                 "affines place them on the same anatomy.")
     brain = brain_mask(pet_grid["pet_late"], mri["t1c"])
     reference = float(np.median(pet_grid["pet_late"][brain]))
     if not reference > 0:

@@ -143,7 +143,7 @@ def _parameters(case, model: str, model_sha: str) -> dict:
 
 def _model_sha(directory: Path) -> str:
     from core.learning.model_card import read_card
-    from core.learning.training import CLASSIFIER_FILE
+    from core.learning.bundles import CLASSIFIER_FILE
 
     return read_card(directory).files.get(CLASSIFIER_FILE, "")
 
@@ -199,7 +199,7 @@ def diagnose_case(repo, study_id: int, model: str = "classifier_ssl", *, methods
     from core.learning.data import InputSpec
     from core.learning.inference import case_crop, load_diagnosis_model, ood_check, predict, store_case_arrays
     from core.learning.model_card import models_dir
-    from core.learning.training import load_encoder
+    from core.learning.bundles import load_encoder
 
     t0 = time.perf_counter()
     directory = classifier_path(model)

@@ -515,7 +515,7 @@ def load_diagnosis_model(directory):
         Missing or changed bundle, or one without its calibration file.
     """
     from core.learning.model_card import read_card
-    from core.learning.training import load_classifier
+    from core.learning.bundles import load_classifier
 
     model = load_classifier(directory)  # checks every file's hash
     path = Path(directory) / DIAGNOSIS_FILE

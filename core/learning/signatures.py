@@ -223,7 +223,7 @@ def patient_signatures(encoder, cache_dir, ids: Sequence[str], *, pool: str = "c
 
     Examples
     --------
-    >>> from core.learning.training import load_encoder                         # doctest: +SKIP
+    >>> from core.learning.bundles import load_encoder                         # doctest: +SKIP
     >>> enc = load_encoder("data/models_session3/ssl_encoder")                  # doctest: +SKIP
     >>> patient_signatures(enc, "data/learning/seed1", ["DEMO-A-S1-000"]).shape  # doctest: +SKIP
     (1, 96)

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from core.errors import InputError
 
 __all__ = ["attribution_slice_figure", "label_slice_figure", "evidence_mask", "label_efficiency_figure",
+           "loss_curve_figure",
            "ARM_COLOURS", "AXES", "CLUSTER_COLOURS"]
 
 #: Colours of the label-efficiency arms.
@@ -250,4 +251,35 @@ def label_efficiency_figure(table: pd.DataFrame, *, split: str = "test", titles:
                       yaxis={"title": f"AUC, {'internal test' if split == 'test' else 'external site'}",
                              "range": [0.4, 1.0]},
                       legend={"orientation": "h", "y": -0.25}, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    return fig
+
+
+def loss_curve_figure(history, *, title: str = "Masked-autoencoder pretraining", height: int = 360) -> go.Figure:
+    """Training and validation loss per epoch, the best epoch marked.
+
+    Parameters
+    ----------
+    history : list of dict
+        ``epoch``, ``train_loss``, ``val_loss`` per epoch (as stored in a model bundle).
+
+    Examples
+    --------
+    >>> h = [{"epoch": 1, "train_loss": 0.5, "val_loss": 0.4}, {"epoch": 2, "train_loss": 0.3, "val_loss": 0.35}]
+    >>> [t.name for t in loss_curve_figure(h).data]
+    ['training', 'validation', 'best epoch']
+    """
+    rows = pd.DataFrame(list(history))
+    need = {"epoch", "train_loss", "val_loss"}
+    if rows.empty or not need <= set(rows.columns):
+        raise InputError("the training history has no epochs with train_loss and val_loss",
+                         fix="Use the history stored in the model bundle.")
+    best = rows.loc[rows["val_loss"].idxmin()]
+    fig = go.Figure([
+        go.Scatter(x=rows["epoch"], y=rows["train_loss"], mode="lines", name="training"),
+        go.Scatter(x=rows["epoch"], y=rows["val_loss"], mode="lines+markers", name="validation"),
+        go.Scatter(x=[best["epoch"]], y=[best["val_loss"]], mode="markers", name="best epoch",
+                   marker={"symbol": "star", "size": 14}),
+    ])
+    fig.update_layout(title=title, height=height, xaxis={"title": "epoch"},
+                      yaxis={"title": "masked MSE (removed patches)"}, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig

@@ -43,6 +43,7 @@ def test_opinion_is_computed_once_explained_and_compared(demo_store):
         assert any(m.value.startswith("**Where the evidence lies:**") for m in at.markdown)
     region = _tables_with(at, "share")[0]
     assert "tumour" in set(region["region"])
+    assert any(e.label == "Self-supervised pretraining of the encoder" for e in at.expander)
     cohort = _tables_with(at, "DeLong p vs radiomics")[0]
     assert len(cohort) == 3 and cohort["AUC internal test"].str.match(r"0\.\d\d").all()
     again = AppTest.from_file(DIAGNOSIS, default_timeout=300).run()  # a revisit reads, never recomputes

@@ -248,3 +248,13 @@ def test_input_errors(case):
         case_arrays(dataclasses.replace(case, label="unsure"), spec)
     with pytest.raises(InputError, match="channels"):
         InputSpec(channels=("pet_late", "ct"))
+
+
+def test_unregistered_mri_and_unknown_labels(case):
+    spec = InputSpec(shape=(16, 16, 16), voxel_mm=12.0)
+    moved = case.flair.affine.copy()
+    moved[:3, 3] += (120.0, 0.0, 0.0)  # 12 cm to the right: another grid, not registered to the PET
+    with pytest.raises(InputError, match=r"flair of patient .* covers only \d+% of the head"):
+        case_arrays(dataclasses.replace(case, flair=dataclasses.replace(case.flair, affine=moved)), spec)
+    unknown = case_arrays(dataclasses.replace(case, label=None, idh=None, codeletion_1p19q=None), spec)
+    assert (unknown.label, unknown.idh, unknown.codeletion) == (-1, -1, -1)

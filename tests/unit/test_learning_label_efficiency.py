@@ -124,7 +124,7 @@ def test_command_line_writes_the_study_and_the_classifier_bundles(cohort, tmp_pa
 
     from core.learning import cli
     from core.learning.model_card import read_card
-    from core.learning.training import load_classifier, save_encoder
+    from core.learning.bundles import load_classifier, save_encoder
 
     directory = cohort[0]
     save_encoder(MaskedAutoencoder3D(TINY), tmp_path / "ssl_encoder")

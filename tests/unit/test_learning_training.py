@@ -14,9 +14,9 @@ from core.errors import InputError
 from core.learning import cli
 from core.learning.data import InputSpec, build_cohort_cache, read_index
 from core.learning.mae import MAEConfig, MaskedAutoencoder3D
-from core.learning.training import (CropDataset, label_subset, load_classifier, load_encoder, mae_validation_loss,
-                                    predict_proba, pretrain_mae, save_classifier, save_encoder, train_classifier,
-                                    tumour_crop)
+from core.learning.bundles import load_classifier, load_encoder, save_classifier, save_encoder
+from core.learning.training import (CropDataset, label_subset, mae_validation_loss, predict_proba, pretrain_mae,
+                                    train_classifier, tumour_crop)
 
 TINY = MAEConfig(image_size=16, patch_size=4, embed_dim=24, depth=1, num_heads=2, decoder_dim=24,
                  decoder_depth=1, decoder_heads=2)

@@ -91,3 +91,13 @@ def test_label_slice_draws_each_cluster_the_aggressive_outline_and_the_target():
     assert list(off.data[-1].x) == []  # the target is in another slice
     with pytest.raises(InputError, match="highlight"):
         label_slice_figure(bg, lab, highlight=np.zeros((5, 5, 5), bool))
+
+
+def test_loss_curve_marks_the_best_validation_epoch():
+    from core.viz.diagnosis import loss_curve_figure
+
+    h = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": abs(e - 3) + 0.5} for e in range(1, 6)]
+    fig = loss_curve_figure(h)
+    assert list(fig.data[2].x) == [3] and list(fig.data[2].y) == [0.5]
+    with pytest.raises(InputError, match="no epochs"):
+        loss_curve_figure([])
