@@ -67,3 +67,19 @@ def test_a_case_without_mri_or_mask_is_refused_with_the_fix(store):
         diagnose_case(repo, series.study_id, "classifier_scratch")
     assert "Worklist" in str(err.value)
     assert repo.list_results(series.study_id, DIAGNOSIS_KIND) == []  # nothing half-written
+
+
+def test_embedding_subregions_are_compared_with_the_stored_kinetic_clusters(store):
+    from core.kinetics.analysis import KineticsSettings, analyse_case
+
+    repo, sid, _ = store
+    before = diagnose_case(repo, sid, "classifier_scratch", methods=["saliency"], store=False)
+    assert before.subregions["kinetic"] is None and "kinetic_clusters" not in before.region_maps
+    target = before.subregions["target"]
+    assert before.region_maps["embedding_aggressive"][tuple(target["ijk"])]  # the target lies in its region
+    assert set(before.signature) >= {"score", "probability", "evidence"} and "signature:idh" in before.maps
+    analyse_case(repo, sid, KineticsSettings())
+    after = diagnose_case(repo, sid, "classifier_scratch", methods=["saliency"], store=False)
+    kin = after.subregions["kinetic"]
+    assert -1 <= kin["ari"] <= 1 and 0 <= kin["aggressive_dice"] <= 1 and len(kin["kinetic_target_mm"]) == 3
+    assert after.region_maps["kinetic_clusters"].shape == after.region_maps["embedding_clusters"].shape
