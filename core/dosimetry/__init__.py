@@ -3,8 +3,11 @@
 Modules
 -------
 nuclides   half-lives, decay chains (radioactivedecay) and ICRP-107 emissions (icrp107-database)
+tia        time-integrated activity: exponential fits (AICc), trapezoid with tail, single time point
 """
 
 from core.dosimetry.nuclides import NuclideData, canonical_name, decay_factor, nuclide_data
+from core.dosimetry.tia import TIAFit, fit_tia, single_time_point_tia, trapezoid_tia
 
-__all__ = ["NuclideData", "canonical_name", "decay_factor", "nuclide_data"]
+__all__ = ["NuclideData", "canonical_name", "decay_factor", "nuclide_data", "TIAFit", "fit_tia",
+           "single_time_point_tia", "trapezoid_tia"]
