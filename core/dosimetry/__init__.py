@@ -3,7 +3,8 @@
 Modules
 -------
 nuclides   half-lives, decay chains (radioactivedecay) and ICRP-107 emissions (icrp107-database)
-tia        time-integrated activity: exponential fits (AICc), trapezoid with tail, single time point
+tia        time-integrated activity of regions (exponential fits by AICc, trapezoid with tail, single
+           time point) and of voxels (trapezoid or mono-exponential tail)
 """
 
 from core.dosimetry.nuclides import NuclideData, canonical_name, decay_factor, nuclide_data

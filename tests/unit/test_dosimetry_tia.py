@@ -83,3 +83,35 @@ def test_bad_series_are_refused():
         fit_tia([24.0, 48.0], [10.0, 5.0], T_LU)
     with pytest.raises(InputError, match="unknown TIA models"):
         fit_tia(TIMES, np.ones(6), T_LU, models=("gamma-variate",))
+
+
+def test_voxel_tia_matches_the_region_methods_and_bounds_the_tail():
+    from core.dosimetry.tia import voxel_tia
+
+    lam = math.log(2) / 60.0
+    t = TIMES[2:]  # 24, 48, 96, 168 h
+    curves = np.stack([50 * np.exp(-lam * t), 50 * np.exp(-lam * t) * 2, np.array([1.0, 2.0, 3.0, 4.0]),
+                       np.array([5.0, 4.0, 0.0, 0.0])], axis=1)  # (T, 4 voxels)
+    maps = curves.reshape(4, 2, 2)
+    trap = voxel_tia(t, maps, T_LU, method="trapezoid").ravel()
+    for v in range(4):
+        assert trap[v] == pytest.approx(trapezoid_tia(t, curves[:, v], T_LU).tia_mbq_h, rel=1e-9)
+    mono = voxel_tia(t, maps, T_LU, n_tail=4).ravel()
+    a0 = 50 * math.exp(-lam * 24)
+    assert mono[0] == pytest.approx(0.5 * a0 * 24 + a0 / lam, rel=1e-9)  # exact tail of a mono-exponential
+    assert mono[1] == pytest.approx(2 * mono[0], rel=1e-9)  # linear in activity
+    lp = math.log(2) / T_LU
+    assert mono[2] == pytest.approx(0.5 * 1.0 * 24 + voxel_tail(t, curves[:, 2], lp), rel=1e-6)
+    assert mono[3] == pytest.approx(0.5 * 5.0 * 24 + 5.0 / lp)  # empty late points: physical decay fallback
+    with pytest.raises(InputError, match="4 time points but activity"):
+        voxel_tia(t, maps[:3], T_LU)
+    with pytest.raises(InputError, match="NaN"):
+        voxel_tia(t, np.where(maps > 3, np.nan, maps), T_LU)
+
+
+def voxel_tail(t, y, lp):
+    """Rising activity: the fitted rate hits the physical bound; amplitude by weighted least squares."""
+    tt = t - t[0]
+    w = y ** 2
+    decay = np.exp(-lp * tt)
+    return float((w * y * decay).sum() / (w * decay ** 2).sum()) / lp
