@@ -78,7 +78,7 @@ from torch import nn
 from core.errors import InputError, MaskError
 
 __all__ = ["METHODS", "Attribution", "PassThroughRule", "attribute", "channel_sum", "region_summary",
-           "set_lrp_rules"]
+           "set_lrp_rules", "check_target"]
 
 #: The attribution methods :func:`attribute` knows.
 METHODS = ("integrated_gradients", "gradient_shap", "occlusion", "grad_cam", "lrp", "saliency")
@@ -257,6 +257,28 @@ _METHOD_FUNCS = {"integrated_gradients": _integrated_gradients, "gradient_shap":
                  "occlusion": _occlusion, "grad_cam": _grad_cam, "lrp": _lrp, "saliency": _saliency}
 
 
+def check_target(model: nn.Module, x: torch.Tensor, target) -> int:
+    """Run ``model`` once on ``x`` (eval mode, no gradients, mode restored) and check that
+    ``target`` indexes one of its logits; returns the number of logits.
+
+    Raises
+    ------
+    InputError
+        ``target`` is not an integer in ``0..n_logits - 1``.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            n_out = model(x).shape[1]
+    finally:
+        model.train(was_training)
+    if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or not 0 <= int(target) < n_out:
+        raise InputError(f"target={target!r} is not a logit index of a model with {n_out} outputs",
+                         fix=f"Use an integer in 0..{n_out - 1}.")
+    return int(n_out)
+
+
 def attribute(model: nn.Module, x, method: str, target: int = 1, **options) -> Attribution:
     """Attribution map of logit ``target`` of ``model`` for one volume ``x``.
 
@@ -316,14 +338,10 @@ def attribute(model: nn.Module, x, method: str, target: int = 1, **options) -> A
     param = next(model.parameters(), None)
     if param is not None:
         x = x.to(param.device)
+    check_target(model, x, target)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            n_out = model(x).shape[1]
-        if not isinstance(target, (int, np.integer)) or not 0 <= int(target) < n_out:
-            raise InputError(f"target={target!r} is not a logit index of a model with {n_out} outputs",
-                             fix=f"Use an integer in 0..{n_out - 1}.")
         start = time.perf_counter()
         values, delta = _METHOD_FUNCS[method](model, x, int(target), **options)
         seconds = time.perf_counter() - start

@@ -50,7 +50,8 @@ import torch
 from torch import nn
 
 from core.errors import InputError, MaskError
-from core.explain.attributions import METHODS, Attribution, attribute, channel_sum, region_summary, set_lrp_rules
+from core.explain.attributions import (METHODS, Attribution, attribute, channel_sum, check_target, region_summary,
+                                       set_lrp_rules)
 from core.explain.sanity import cascading_randomisation, map_similarity
 
 __all__ = ["CHEAP_OPTIONS", "MethodSanity", "SanityStudy", "applicable_methods", "attribution_regions",
@@ -381,22 +382,13 @@ def _check_model_reads(model: nn.Module, image: np.ndarray, target: int) -> None
     x = torch.as_tensor(image)[None]
     if param is not None:
         x = x.to(param.device)
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
-            out = model(x)
+        check_target(model, x, target)
     except InputError:
         raise
     except (RuntimeError, ValueError) as err:
         raise InputError(f"the model cannot read images of shape {tuple(image.shape)} ({str(err)[:160]})",
                          fix="Give volumes with the channels and grid the model was trained on.") from None
-    finally:
-        model.train(was_training)
-    n_out = out.shape[1]
-    if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or not 0 <= int(target) < n_out:
-        raise InputError(f"target={target!r} is not a logit index of a model with {n_out} outputs",
-                         fix=f"Use an integer in 0..{n_out - 1}.")
 
 
 def _method_fn(name: str, opts: dict) -> Callable:

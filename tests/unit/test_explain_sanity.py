@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from core.errors import InputError
 from core.explain.attributions import attribute
 from core.explain.sanity import (SanityResult, cascading_randomisation, label_randomisation_similarity,
                                  map_similarity, randomisable_layers)
-from core.learning.cnn import CNN3D, CNNConfig
+from core.learning.cnn import CNN3D
+from tests.support.planted_cnn import train_planted_cnn
 
 _BOX = (slice(3, 7),) * 3
 
@@ -26,19 +26,7 @@ def _batch(n: int, g: torch.Generator):
 
 
 def _train(seed: int, shuffle_labels: bool = False, steps: int = 50) -> CNN3D:
-    torch.manual_seed(seed)
-    net = CNN3D(CNNConfig(in_channels=1, widths=(4, 8), dropout=0.0))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        x, y = _batch(16, g)
-        if shuffle_labels:
-            y = y[torch.randperm(len(y), generator=g)]
-        loss = nn.functional.cross_entropy(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return net.eval()
+    return train_planted_cnn(_batch, 1, seed=seed, steps=steps, shuffle_labels=shuffle_labels)
 
 
 @pytest.fixture(scope="module")

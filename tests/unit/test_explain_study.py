@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch import nn
 
 from core.errors import InputError, MaskError
 from core.explain.attributions import METHODS
 from core.explain.sanity import randomisable_layers
 from core.explain.study import (MethodSanity, SanityStudy, applicable_methods, attribution_regions,
                                 inapplicable_reasons, label_randomisation, sanity_study, where_evidence_lies)
-from core.learning.cnn import CNN3D, CNNConfig
+from core.learning.cnn import CNN3D
 from core.learning.mae import MAEConfig, ViTClassifier
+from tests.support.planted_cnn import train_planted_cnn
 
 _BOX = (slice(4, 9),) * 3
 
@@ -32,19 +32,7 @@ def _batch(n: int, g: torch.Generator):
 
 
 def _train(seed: int = 0, steps: int = 40, shuffle_labels: bool = False) -> CNN3D:
-    torch.manual_seed(seed)
-    net = CNN3D(CNNConfig(in_channels=2, widths=(4, 8), dropout=0.0))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        x, y = _batch(16, g)
-        if shuffle_labels:
-            y = y[torch.randperm(len(y), generator=g)]
-        loss = nn.functional.cross_entropy(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return net.eval()
+    return train_planted_cnn(_batch, 2, seed=seed, steps=steps, shuffle_labels=shuffle_labels)
 
 
 @pytest.fixture(scope="module")
