@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.dosimetry.nuclides import NON_PENETRATING, PENETRATING, nuclide_data
+from core.dosimetry.checks import check_density
 from core.errors import InputError
 
 __all__ = ["local_deposition_dose", "DECAYS_PER_MBQ_H", "JOULE_PER_MEV"]
@@ -75,17 +76,12 @@ def local_deposition_dose(tia_mbq_h, nuclide: str, voxel_mm, density_g_ml=1.0, *
     size = np.broadcast_to(np.asarray(voxel_mm, float), (3,))
     if not np.all(np.isfinite(size)) or np.any(size <= 0):
         raise InputError(f"voxel size {voxel_mm!r} mm is not positive")
-    rho = np.asarray(density_g_ml, float)
-    if rho.ndim and rho.shape != tia.shape:
-        raise InputError(f"density map {rho.shape} and activity map {tia.shape} are on different grids",
-                         fix="Resample the CT-derived density onto the activity grid first.")
-    if not np.all(np.isfinite(rho)) or np.any(rho < 0):
-        raise InputError("the density map holds negative or non-finite voxels", fix="Check the HU-to-density map.")
+    rho = check_density(density_g_ml, tia.shape)
     data = nuclide_data(nuclide)
     kinds = NON_PENETRATING + (PENETRATING if include_photons else ())
     energy_j = DECAYS_PER_MBQ_H * data.mean_energy_mev(*kinds) * JOULE_PER_MEV  # J per MBq h
     volume_ml = float(np.prod(size)) / 1000.0
-    mass_kg = np.broadcast_to(rho, tia.shape) * volume_ml / 1000.0
+    mass_kg = rho * volume_ml / 1000.0
     with np.errstate(divide="ignore", invalid="ignore"):
         dose = np.where(mass_kg >= 0.01 * volume_ml / 1000.0, tia * energy_j / mass_kg, 0.0)
     return dose

@@ -43,7 +43,7 @@ import numpy as np
 from core.errors import InputError
 
 __all__ = ["KINDS", "PENETRATING", "NON_PENETRATING", "Emissions", "NuclideData", "canonical_name",
-           "nuclide_data", "decay_factor", "known_nuclides"]
+           "nuclide_data", "decay_factor", "known_nuclides", "equilibrium_chain", "chain_mean_energy_mev"]
 
 #: Kinds of radiation read from ICRP-107 (the ``icrp107-database`` spectrum names).
 KINDS = ("beta-", "beta+", "gamma", "X", "annihilation", "IE", "auger", "alpha", "alpha recoil")
@@ -204,3 +204,60 @@ def decay_factor(name, elapsed_s) -> np.ndarray:
     if not np.all(np.isfinite(t)) or np.any(t < 0):
         raise InputError("elapsed times must be finite and >= 0 seconds", fix="Check the time points.")
     return np.exp(-nuclide_data(name).decay_constant_per_s * t)
+
+
+def equilibrium_chain(name, *, max_half_life_fraction: float = 0.1) -> tuple[tuple[str, float], ...]:
+    r"""The nuclide and its short-lived progeny, with activities per decay of the parent.
+
+    A daughter is included when its half-life is below ``max_half_life_fraction`` of the parent's
+    (and so is each of its own such daughters): it is then in transient (or secular) equilibrium
+    and, assuming it decays where its parent did, it adds
+    :math:`b \, \lambda_d / (\lambda_d - \lambda_p)` decays per parent decay (Bateman equations,
+    transient equilibrium; :math:`b` the branching fraction). Longer-lived daughters (for I-131 the
+    1.2 % branch to Xe-131m, 11.8 d) are left out. Daughters that leave the site (recoil release of
+    Bi-213 from 225Ac carriers) are not modelled: an assumption of this work that the dose report
+    states.
+
+    Returns
+    -------
+    tuple of (str, float)
+        ``(member, decays per parent decay)``, the parent first with 1.0.
+
+    Examples
+    --------
+    >>> [(n, round(a, 3)) for n, a in equilibrium_chain("Ac-225")][:3]
+    [('Ac-225', 1.0), ('Fr-221', 1.0), ('At-217', 1.0)]
+    >>> equilibrium_chain("Lu-177")
+    (('Lu-177', 1.0),)
+    """
+    parent = nuclide_data(name)
+    if not 0.0 < max_half_life_fraction < 1.0:
+        raise InputError(f"max_half_life_fraction {max_half_life_fraction!r} is not in (0, 1)")
+    out: dict[str, float] = {parent.name: 1.0}
+    todo = [(parent.name, 1.0)]
+    lam_p = parent.decay_constant_per_s
+    while todo:
+        member, activity = todo.pop(0)
+        for daughter, branch in nuclide_data(member).progeny:
+            try:
+                data = nuclide_data(daughter)
+            except InputError:  # stable daughter (or one without ICRP-107 emissions)
+                continue
+            if data.half_life_s >= max_half_life_fraction * parent.half_life_s:
+                continue
+            lam_d = data.decay_constant_per_s
+            ratio = activity * branch * lam_d / (lam_d - lam_p)
+            out[data.name] = out.get(data.name, 0.0) + ratio
+            todo.append((data.name, ratio))
+    return tuple(out.items())
+
+
+def chain_mean_energy_mev(name, *kinds: str, **chain_options) -> float:
+    """Energy per parent decay emitted by the nuclide and its equilibrium progeny, MeV.
+
+    Examples
+    --------
+    >>> round(chain_mean_energy_mev("Lu-177", "beta-"), 4)
+    0.1333
+    """
+    return float(sum(a * nuclide_data(m).mean_energy_mev(*kinds) for m, a in equilibrium_chain(name, **chain_options)))

@@ -60,3 +60,26 @@ def test_decay_factor():
     np.testing.assert_allclose(decay_factor("Y-90", [0, t_half, 2 * t_half]), [1.0, 0.5, 0.25])
     with pytest.raises(InputError, match=">= 0"):
         decay_factor("Y-90", -1.0)
+
+
+def test_equilibrium_chain_of_ac225_carries_four_alphas():
+    from core.dosimetry.nuclides import chain_mean_energy_mev, equilibrium_chain
+
+    chain = dict(equilibrium_chain("Ac-225"))
+    assert {"Fr-221", "At-217", "Bi-213", "Po-213", "Tl-209", "Pb-209"} <= set(chain)
+    # Bi-213 branches 97.9 % to Po-213 and 2.1 % to Tl-209 (ICRP-107 via radioactivedecay)
+    assert chain["Po-213"] + chain["Tl-209"] == pytest.approx(chain["Bi-213"], rel=1e-3)
+    # four alphas per Ac-225 decay, about 27.5 MeV (Ac-225 5.8, Fr-221 6.3, At-217 7.1, Bi/Po-213 8.4)
+    assert 27.0 < chain_mean_energy_mev("Ac-225", "alpha") < 28.0
+    n_alpha = sum(a * nuclide_data(m).emissions["alpha"].per_decay
+                  for m, a in chain.items() if "alpha" in nuclide_data(m).emissions)
+    assert n_alpha == pytest.approx(4.0, abs=0.03)
+
+
+def test_equilibrium_chain_leaves_out_long_lived_daughters():
+    from core.dosimetry.nuclides import equilibrium_chain
+
+    assert dict(equilibrium_chain("I-131")) == {"I-131": 1.0}     # Xe-131m (11.8 d) outlives I-131
+    assert dict(equilibrium_chain("Lu-177")) == {"Lu-177": 1.0}
+    with pytest.raises(InputError):
+        equilibrium_chain("Lu-177", max_half_life_fraction=2.0)
