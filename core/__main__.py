@@ -62,15 +62,30 @@ def cmd_demo(args) -> int:
     bar.close()
     print(f"Wrote {args.n} synthetic patients (site {args.site}, seed {args.seed}) to {args.out} "
           f"in {time.perf_counter() - t0:.1f} s.")
+    therapy = None
+    if args.therapy > 0:
+        from pathlib import Path
+
+        from core.phantoms.torso import generate_therapy_cohort
+
+        bar, progress = _bar("therapy patients")
+        therapy = generate_therapy_cohort(Path(args.out) / "therapy", n=args.therapy, seed=args.seed,
+                                          site=args.site, progress=progress)
+        bar.close()
+        print(f"Wrote {args.therapy} synthetic 177Lu-PSMA therapy patients to {Path(args.out) / 'therapy'}.")
     if args.do_import:
         from pathlib import Path
 
-        manifest = Path(manifest)
-        if manifest.is_dir():
-            manifest = manifest / "cohort.json"
-        bar, progress = _bar("import")
-        ids = _repo().import_cohort(manifest, progress=progress)
-        bar.close()
+        ids = []
+        for path in (manifest, therapy):
+            if path is None:
+                continue
+            path = Path(path)
+            if path.is_dir():
+                path = path / "cohort.json"
+            bar, progress = _bar("import")
+            ids += _repo().import_cohort(path, progress=progress)
+            bar.close()
         print(f"Imported {len(ids)} cases into the store.")
     return 0
 
@@ -139,6 +154,25 @@ def _train_radiomics(args) -> int:
     return 0
 
 
+def cmd_kernels(args) -> int:
+    """Compute voxel S-value kernels with the project's Monte Carlo and write them atomically."""
+    from pathlib import Path
+
+    from core.dosimetry.kernels import SHIPPED_KERNELS, compute_voxel_s_values, kernel_path, save_kernel
+
+    out = Path(args.out) if args.out else SHIPPED_KERNELS
+    for nuclide in args.nuclides:
+        for voxel in args.voxel_mm:
+            kernel = compute_voxel_s_values(nuclide, voxel, args.size, n_photons=args.photons,
+                                            n_electrons=args.electrons, seed=args.seed)
+            path = save_kernel(kernel, kernel_path(nuclide, voxel, args.size, out))
+            print(f"{kernel.nuclide} {voxel:.2f} mm: S000 = {kernel.octant[0, 0, 0]:.4e} mGy/(MBq s) "
+                  f"(± {100 * kernel.rel_uncertainty[0, 0, 0]:.2f} %), S100 = {kernel.octant[1, 0, 0]:.4e} "
+                  f"(± {100 * kernel.rel_uncertainty[1, 0, 0]:.2f} %), {kernel.meta['time_s']:.0f} s -> {path}",
+                  flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core", description="TheraBoard engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,12 +184,13 @@ def main(argv=None) -> int:
     p.add_argument("--site", default="A")
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser("demo", help="generate the synthetic FDOPA demo cohort")
+    p = sub.add_parser("demo", help="generate the synthetic demo cohort (FDOPA glioma and 177Lu therapy patients)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--n", type=int, default=20, help="number of patients (default 20)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--site", default="A", help="scanner site preset (see core/phantoms/README.md)")
     p.add_argument("--import", dest="do_import", action="store_true", help="also import into the case store")
+    p.add_argument("--therapy", type=int, default=3, help="177Lu-PSMA therapy patients besides the FDOPA ones")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("import", help="import a NIfTI file, DICOM folder or DICOM zip")
@@ -196,6 +231,22 @@ def main(argv=None) -> int:
     p = models.add_parser("label-efficiency", help="SSL ViT vs CNN vs radiomics on 10-100 %% of the training labels")
     add_arguments(p, "label-efficiency")
     p.set_defaults(func=label_efficiency)
+
+    from core.dosimetry.deep_training import add_dose_arguments, cmd_train_dose
+
+    p = models.add_parser("dose", help="deep-learning dose engine (3D U-Net) trained on Monte Carlo doses")
+    add_dose_arguments(p)
+    p.set_defaults(func=cmd_train_dose)
+
+    p = sub.add_parser("kernels", help="voxel S-value kernels by the project's Monte Carlo, into assets/kernels")
+    p.add_argument("--nuclides", nargs="+", default=["Lu-177", "Y-90", "I-131", "Ac-225", "Tb-161"])
+    p.add_argument("--voxel-mm", nargs="+", type=float, default=[3.0, 4.8])
+    p.add_argument("--size", type=int, default=6)
+    p.add_argument("--photons", type=int, default=4_000_000, help="photon histories per kernel")
+    p.add_argument("--electrons", type=int, default=2_000_000, help="electron histories per kernel")
+    p.add_argument("--out", default=None, help="folder (default assets/kernels)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_kernels)
 
     explain = sub.add_parser("explain", help="explainability checks of the shipped models")
     checks = explain.add_subparsers(dest="what", required=True)

@@ -19,13 +19,14 @@ try:
 except InputError as err:
     show_input_error(err)
     st.stop()
-cases = {c.study_id: c for c in repo.list_cases()}
+# the radiomics cohort is of PET studies (the therapy patients' SPECT/CT belong to the dosimetry page)
+cases = {c.study_id: c for c in repo.list_cases() if {"dynamic_pet", "static_pet"} & set(c.roles)}
 table, missing = store_feature_table(repo, list(cases), compute=False)  # stored features only: instant
 cases_tab, store_tab, shipped_tab = st.tabs(["Cases", "Compare models on these cases", "Shipped baseline"])
 
 with cases_tab:
     if not cases:
-        st.info("No case yet: import images or generate the demo cohort on the Worklist.")
+        st.info("No PET study yet: import images or generate the demo cohort on the Worklist.")
     else:
         todo = [sid for sid, why in missing.items() if why == "not computed yet"]
         if todo and st.button(f"Compute radiomics of {len(todo)} case(s) (about 6 s each)", key="compute",

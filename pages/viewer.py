@@ -57,7 +57,7 @@ centre = grid.mm_to_voxel(load_mask(repo.url, tumour.id).centroid_mm()) if tumou
 @st.fragment
 def show_planes():
     n_frames = pet.n_frames if pet is not None and pet.data.ndim == 4 else 1
-    frame = st.slider("Frame", 1, n_frames, n_frames, key="frame", disabled=n_frames == 1) - 1
+    frame = st.slider("Frame", 1, n_frames, n_frames, key="frame") - 1 if n_frames > 1 else 0
     overlay = (pet.frame(frame) if n_frames > 1 else pet) if pet is not None else None
     if n_frames > 1:
         st.caption(f"Frame {frame + 1}/{n_frames}: {pet.frame_start_min[frame]:.2f}–{pet.frame_end_min[frame]:.2f} min p.i.")

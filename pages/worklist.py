@@ -59,7 +59,8 @@ with st.expander("Import images (NIfTI + PET-BIDS sidecar, or a DICOM zip)"):
                 st.warning(f"{done} series of this upload were imported into case {study_id} before the error.")
 
 with st.expander("Synthetic demo cohort"):
-    st.caption("Simulated 18F-FDOPA glioma cases (see core/phantoms/README.md). Marked synthetic everywhere. "
+    st.caption("Simulated 18F-FDOPA glioma cases and three [177Lu]Lu-PSMA-617 therapy patients with SPECT/CT "
+               "(see core/phantoms/README.md). Marked synthetic everywhere. "
                "Another seed gives other patients; another site rescans the same patients.")
     n_col, seed_col, site_col = st.columns(3)
     n = n_col.number_input("Patients", 2, 200, 20, step=2, key="demo_n")

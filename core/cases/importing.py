@@ -187,6 +187,11 @@ def _description(volume: Volume) -> str | None:
     return str(value)[:256] if value else None
 
 
+#: Roles that may hold several time frames: a dynamic PET, and a quantitative SPECT acquired at
+#: several times after a therapy (one frame per acquisition, frame times from injection).
+_TIME_SERIES_ROLES = ("dynamic_pet", "spect")
+
+
 def _check_role(role: str, volume: Volume, path: Path | str) -> str:
     if role not in SERIES_ROLES:
         raise CaseStoreError(f"series role {role!r} is not known", path=path,
@@ -195,9 +200,10 @@ def _check_role(role: str, volume: Volume, path: Path | str) -> str:
     if role == "dynamic_pet" and not dynamic:
         raise CaseStoreError("a dynamic PET series needs several time frames; this image is static", path=path,
                              fix="Import it as static_pet, or choose the dynamic (4D) export.")
-    if role != "dynamic_pet" and dynamic:
+    if role not in _TIME_SERIES_ROLES and dynamic:
         raise CaseStoreError(f"this image has {volume.data.shape[-1]} time frames; role {role!r} is for "
-                             "static images", path=path, fix="Import it as dynamic_pet.")
+                             "static images", path=path,
+                             fix="Import it as dynamic_pet (PET) or spect (quantitative SPECT time points).")
     return role
 
 

@@ -60,7 +60,8 @@ __all__ = [
     "AuditEvent",
 ]
 
-#: What a series is for. ``dynamic_pet`` is 4D with frame timing; MRI roles are set by
+#: What a series is for. ``dynamic_pet`` is 4D with frame timing, ``spect`` may be (one frame per
+#: acquisition after a therapy, times from injection); MRI roles are set by
 #: the importer or the cohort manifest (they cannot be told reliably from the header).
 SERIES_ROLES = ("dynamic_pet", "static_pet", "t1", "t1c", "flair", "ct", "spect", "other")
 #: Format the series arrived in.

@@ -2,6 +2,9 @@
 
 * :mod:`core.phantoms.brain_fdopa`: dynamic 18F-FDOPA brain PET with MRI in treated
   glioma (progression vs radionecrosis), sites in :mod:`core.phantoms.sites`.
+* :mod:`core.phantoms.torso`: radionuclide-therapy patients ([177Lu]Lu-PSMA-617 or
+  -DOTATATE): torso CT and quantitative SPECT at several times with organ kinetics, anatomy
+  in :mod:`core.phantoms.torso_anatomy`.
 
 Parameter values and their sources are tabulated in ``core/phantoms/README.md``.
 """
@@ -9,6 +12,8 @@ Parameter values and their sources are tabulated in ``core/phantoms/README.md``.
 from core.phantoms.brain_fdopa import (DemoCase, cohort_labels, ct_like, generate_cohort, generate_patient,
                                        pet_grid, write_case, write_case_dicom)
 from core.phantoms.sites import SITES, Site, get_site
+from core.phantoms.torso import (TherapyCase, generate_therapy_cohort, generate_therapy_patient, label_activity_mbq,
+                                 write_therapy_case)
 
 __all__ = [
     "DemoCase",
@@ -22,4 +27,9 @@ __all__ = [
     "SITES",
     "Site",
     "get_site",
+    "TherapyCase",
+    "generate_therapy_patient",
+    "generate_therapy_cohort",
+    "write_therapy_case",
+    "label_activity_mbq",
 ]
