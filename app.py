@@ -12,6 +12,7 @@ pages = {
         st.Page("pages/viewer.py", title="Case viewer", icon=":material/view_in_ar:", url_path="viewer"),
         st.Page("pages/kinetics.py", title="PET kinetics", icon=":material/monitoring:", url_path="kinetics"),
         st.Page("pages/diagnosis.py", title="AI diagnosis", icon=":material/psychology:", url_path="diagnosis"),
+        st.Page("pages/dosimetry.py", title="Dosimetry", icon=":material/radiology:", url_path="dosimetry"),
     ],
     "Cohorts and models": [
         st.Page("pages/cohort.py", title="Radiomics cohort", icon=":material/query_stats:", url_path="cohort"),

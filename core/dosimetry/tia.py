@@ -172,6 +172,19 @@ def _vector(name: str, params: dict) -> np.ndarray:
                      params["lambda3_per_h"] - params["lambda2_per_h"]])
 
 
+def fitted_curve(method: str, params: dict, times_h) -> np.ndarray:
+    """Activity (MBq) of a stored exponential fit (:attr:`TIAFit.method`, :attr:`TIAFit.params`) at ``times_h``.
+
+    Examples
+    --------
+    >>> fitted_curve("mono-exp", {"a_mbq": 10.0, "lambda_per_h": 0.0}, [0.0, 5.0]).tolist()
+    [10.0, 10.0]
+    """
+    if method not in MODELS:
+        raise InputError(f"{method!r} is not an exponential fit", fix=f"Use one of {list(MODELS)}.")
+    return _model(method, _vector(method, params), np.asarray(times_h, float))
+
+
 def _starts(name: str, t: np.ndarray, a: np.ndarray, lp: float) -> list[np.ndarray]:
     peak = float(a.max())
     tail = max(lp * 1.05, _tail_rate(t, a, lp))
