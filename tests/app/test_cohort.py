@@ -80,4 +80,4 @@ def test_model_comparison_on_the_store_is_run_once_and_stored(tmp_path, monkeypa
 def test_empty_store_says_so(empty_store):
     at = AppTest.from_file(COHORT, default_timeout=120).run()
     _ok(at)
-    assert any("No case yet" in i.value for i in at.info)
+    assert any("No PET study yet" in i.value for i in at.info)
