@@ -43,10 +43,10 @@ try:
         if st.button("Compute the dosimetry", type="primary", key="compute"):
             with st.status("Computing the time-integrated activity and the absorbed dose…", expanded=True) as status:
                 bar = st.progress(0.0)
-                done = compute_dosimetry(repo, study_id, methods=methods, mc_histories=STATISTICS[statistics],
+                compute_dosimetry(repo, study_id, methods=methods, mc_histories=STATISTICS[statistics],
                                          progress=lambda f, m: bar.progress(f, m))
                 status.update(label="Dosimetry done and stored", state="complete", expanded=False)
-            record = repo.get_result(done.result_id)
+            st.rerun()  # draw the page from the stored result
     if record is not None:
         dosimetry = dosimetry_of(repo.url, record.id)
 except InputError as err:
