@@ -211,7 +211,7 @@ def compute_dosimetry(repo, study_id: int, *, methods=METHODS, mc_histories=MC_H
                                      kernel_voxel_mm=kernel.voxel_mm)
         elif method == "mc":
             mc = monte_carlo_dose(tia, inputs.nuclide, inputs.density_g_ml, inputs.material, inputs.voxel_mm,
-                                  n_photons=mc_histories[0], n_electrons=mc_histories[1], electrons="transport",
+                                  n_photons=mc_histories[0], n_electrons=mc_histories[1],
                                   seed=seed,
                                   progress=lambda f, m: report(0.1 + 0.85 * (i + f) / len(methods), m))
             doses[method], uncertainty = mc.dose_gy, mc.rel_uncertainty
