@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.dosimetry.case import dose_engine_bundle  # noqa: E402
 from core.dosimetry.convolution import vsv_dose  # noqa: E402
 from core.dosimetry.deep import predict_dose_rate  # noqa: E402
+from core.dosimetry.dvh import organ_dose_table  # noqa: E402
 from core.dosimetry.gamma import gamma_index  # noqa: E402
 from core.dosimetry.inputs import prepare_inputs  # noqa: E402
 from core.dosimetry.kernels import voxel_kernel  # noqa: E402
@@ -55,21 +56,16 @@ from core.phantoms.torso import generate_therapy_patient  # noqa: E402
 ORGANS = ("kidneys", "liver", "spleen", "salivary glands")
 
 
-def _organ_means(dose, density, labels, names):
-    out = {}
-    for k, name in names.items():
-        if name in ORGANS or name.startswith("tumour"):
-            m = labels == k
-            if m.any():
-                out[name] = float(np.sum(dose[m] * density[m]) / np.sum(density[m]))
-    return out
+def _organ_means(dose, density, labels, names, voxel_mm):
+    table = organ_dose_table(dose, labels, names, voxel_mm, density)["mean_gy"]
+    return {n: float(v) for n, v in table.items() if n in ORGANS or n.startswith("tumour")}
 
 
 def _compare(name, dose, ref, density, labels, names, voxel_mm, seconds, mc_seconds):
     above = ref > 0.1 * ref.max()
     voxel_err = float(np.mean(np.abs(dose[above] - ref[above]) / ref[above])) * 100
-    organs_ref = _organ_means(ref, density, labels, names)
-    organs = _organ_means(dose, density, labels, names)
+    organs_ref = _organ_means(ref, density, labels, names, voxel_mm)
+    organs = _organ_means(dose, density, labels, names, voxel_mm)
     organ_err = {o: 100 * (organs[o] - organs_ref[o]) / organs_ref[o] for o in organs_ref}
     gamma = gamma_index(ref, dose, voxel_mm, max_points=30_000).pass_rate * 100
     worst = max(organ_err, key=lambda o: abs(organ_err[o]))

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.dosimetry.case import METHOD_NAMES, load_dosimetry
+from core.dosimetry.case import METHOD_NAMES, effective_half_life_h, load_dosimetry
 from core.dosimetry.dvh import dose_volume_histogram
 from core.dosimetry.gamma import gamma_index
-from core.dosimetry.radiobiology import ORGAN_RADIOBIOLOGY, plan_cycles
+from core.dosimetry.radiobiology import ORGAN_RADIOBIOLOGY, plan_cycles, radiobiology_key
 from core.viz.dosimetry import dose_slice_figure, difference_slice_figure, dvh_figure, tac_fit_figure
 from pages._shared import repository
-
-#: Structures of the case mapped to the organs with radiobiological parameters and limits.
-_ORGAN_KEYS = {"kidneys": "kidneys", "salivary glands": "salivary_glands", "liver": "liver", "lungs": "lungs"}
-
 
 @st.cache_resource(max_entries=4)
 def dosimetry_of(db_url: str, result_id: int):
@@ -30,15 +24,6 @@ def organ_table(dosimetry, method: str) -> pd.DataFrame:
     table = pd.DataFrame(dosimetry.summary["organ_tables"][method])
     return table.rename(columns={"index": "structure"}).set_index("structure") if "index" in table else \
         table.set_index(table.columns[0])
-
-
-def effective_half_life_h(fit: dict) -> float | None:
-    """ln2 x TIA / peak activity: the half-life of the mono-exponential with the same area (this work)."""
-    peak = max(fit.get("activity_mbq") or [0.0])
-    tia = fit.get("tia_mbq_h")
-    if not fit.get("model") or not tia or peak <= 0:
-        return None
-    return math.log(2) * float(tia) / float(peak)
 
 
 def fits_panel(dosimetry) -> None:
@@ -79,32 +64,42 @@ def dvh_panel(dosimetry, method: str) -> None:
 
 def organ_limits_panel(dosimetry, method: str) -> None:
     table = organ_table(dosimetry, method)
-    rows = []
+    rows, keys = [], set()
     for name, row in table.iterrows():
-        key = _ORGAN_KEYS.get(name)
+        key = radiobiology_key(name)
         p = ORGAN_RADIOBIOLOGY.get(key) if key else None
+        if p is not None and p.limit_gy is not None:
+            keys.add(key)
         limit = "" if p is None or p.limit_gy is None else f"{p.limit_quantity} {p.limit_gy:g} Gy"
         rows.append({"structure": name, "mass (g)": row["mass_g"], "mean (Gy)": row["mean_gy"],
                      "max (Gy)": row["max_gy"], "D2 (Gy)": row["D2_gy"], "D98 (Gy)": row["D98_gy"],
                      "limit (cumulative)": limit})
     st.dataframe(pd.DataFrame(rows).set_index("structure").round(3), key="organ_table")
     with st.expander("Where the limits come from"):
-        for key in sorted(set(_ORGAN_KEYS.values())):
+        for key in sorted(keys):
             st.markdown(f"**{key.replace('_', ' ')}**: " + "; ".join(ORGAN_RADIOBIOLOGY[key].sources))
 
 
 def cycle_planner_panel(dosimetry, method: str) -> None:
     table = organ_table(dosimetry, method)
     fits = dosimetry.summary["fits"]
-    organs = [n for n in _ORGAN_KEYS if n in table.index]
+    organs = {n: radiobiology_key(n) for n in table.index}
+    organs = {n: k for n, k in organs.items() if k and ORGAN_RADIOBIOLOGY[k].limit_gy is not None}
     if not organs:
         st.info("None of the organs with a published limit (kidneys, salivary glands, liver, lungs) is delineated.")
         return
     left, right = st.columns(2)
     n_cycles = left.number_input("Cycles planned", 1, 12, 6, key="cycles")
     high_risk = right.checkbox("Kidney risk factors (hypertension, diabetes): BED limit 28 Gy", key="high_risk")
-    dose = {_ORGAN_KEYS[n]: float(table.loc[n, "mean_gy"]) for n in organs}
-    t_eff = {_ORGAN_KEYS[n]: effective_half_life_h(fits.get(n, {})) or 40.0 for n in organs}
+    dose = {k: float(table.loc[n, "mean_gy"]) for n, k in organs.items()}
+    t_eff = {k: effective_half_life_h(fits.get(n, {})) for n, k in organs.items()}
+    missing = [k for k, t in t_eff.items() if t is None]
+    if missing:
+        st.warning(f"No time-activity fit for {', '.join(missing)}: not planned.")
+        dose = {k: d for k, d in dose.items() if k not in missing}
+        t_eff = {k: t for k, t in t_eff.items() if k not in missing}
+        if not dose:
+            return
     plan = plan_cycles(dose, int(n_cycles), effective_half_life_h=t_eff, high_risk=high_risk)
     summary = pd.DataFrame([{"organ": o.replace("_", " "), "dose per cycle (Gy)": dose[o], "T_eff (h)": t_eff[o],
                              "cycles within the limit": plan.cycles_allowed[o],

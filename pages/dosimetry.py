@@ -30,6 +30,12 @@ with st.sidebar:
     statistics = st.radio("Monte Carlo statistics", list(STATISTICS), horizontal=True, key="statistics",
                           help="quick: 0.4 M photons and 0.2 M electrons; reference: 4 M and 2 M (about 2 % "
                                "in organs on the demo torso, a minute or two on a CPU)")
+    st.caption("Nuclide and administered activity are read from the SPECT header; enter them when it lacks "
+               "them or is wrong.")
+    nuclide = st.text_input("Nuclide (blank: from the header)", key="nuclide", placeholder="e.g. Lu-177").strip()
+    administered = st.number_input("Administered activity, MBq (0: from the header)", min_value=0.0,
+                                   value=0.0, step=100.0, key="administered")
+overrides = {"nuclide": nuclide or None, "administered_mbq": administered or None}
 methods = tuple(m for m in METHODS if m in methods)
 if not methods:
     st.info("Select at least one dose method in the sidebar.")
@@ -37,14 +43,14 @@ if not methods:
 
 dosimetry = None
 try:
-    record = find_dosimetry(repo, study_id, methods=methods, mc_histories=STATISTICS[statistics])
+    record = find_dosimetry(repo, study_id, methods=methods, mc_histories=STATISTICS[statistics], **overrides)
     if record is None:
         st.info("Not computed yet with these settings.")
         if st.button("Compute the dosimetry", type="primary", key="compute"):
             with st.status("Computing the time-integrated activity and the absorbed dose…", expanded=True) as status:
                 bar = st.progress(0.0)
                 compute_dosimetry(repo, study_id, methods=methods, mc_histories=STATISTICS[statistics],
-                                         progress=lambda f, m: bar.progress(f, m))
+                                  progress=lambda f, m: bar.progress(f, m), **overrides)
                 status.update(label="Dosimetry done and stored", state="complete", expanded=False)
             st.rerun()  # draw the page from the stored result
     if record is not None:

@@ -17,6 +17,7 @@ summary of a ``dosimetry.dose`` Result, so that the page reads rather than recom
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import numpy as np
 from core.errors import InputError
 
 __all__ = ["DOSIMETRY_KIND", "METHODS", "METHOD_NAMES", "CaseDosimetry", "case_inputs", "compute_dosimetry",
-           "find_dosimetry", "load_dosimetry", "dose_engine_bundle"]
+           "find_dosimetry", "load_dosimetry", "dose_engine_bundle", "effective_half_life_h"]
 
 DOSIMETRY_KIND = "dosimetry.dose"
 METHODS = ("local", "vsv", "mc", "dl")
@@ -104,10 +105,10 @@ def case_inputs(repo, study_id: int, *, nuclide: str | None = None, administered
     administered = administered_mbq if administered_mbq is not None else sidecar.get("AdministeredActivityMBq")
     where = f"series {spect_rec.id} of case {case.pseudonym}"
     if not nuclide:
-        raise InputError(f"{where}: the radionuclide is not recorded", fix="Enter the nuclide, e.g. 'Lu-177'.")
+        raise InputError(f"{where}: the radionuclide is not recorded", fix="Enter it (e.g. 'Lu-177') as the nuclide of the dosimetry (the page's sidebar).")
     if administered is None:
         raise InputError(f"{where}: the administered activity is not recorded",
-                         fix="Enter the assayed administered activity in MBq.")
+                         fix="Enter the assayed administered activity in MBq (the page's sidebar).")
     inputs = prepare_inputs(spect, ct, nuclide, administered, spect_path=where, ct_path=f"series {ct_rec.id}")
     grid = Volume(np.zeros(inputs.ct_hu.shape, np.float32), inputs.affine)
     labels = np.zeros(inputs.ct_hu.shape, np.int16)
@@ -139,11 +140,29 @@ def dose_engine_bundle(nuclide: str, voxel_mm: float):
         return None, str(err)
 
 
-def _parameters(case, inputs, methods, mc_histories, seed) -> dict:
+def _parameters(case, inputs, methods, mc_histories, seed, override) -> dict:
     return {"format": _FORMAT, "series": sorted(s.id for s in case.series if s.role in ("spect", "ct")),
             "masks": sorted(m.id for m in case.masks), "nuclide": inputs.nuclide,
             "administered_mbq": inputs.administered_mbq, "methods": list(methods),
-            "mc_histories": list(mc_histories), "seed": seed}
+            "mc_histories": list(mc_histories), "seed": seed, "override": override}
+
+
+def effective_half_life_h(fit: dict) -> float | None:
+    """ln 2 x TIA / peak activity: the half-life of the mono-exponential with the same area and peak (this work).
+
+    ``fit`` is an entry of the summary's ``fits``; None when the fit failed.
+
+    Examples
+    --------
+    >>> round(effective_half_life_h({"model": "mono-exp", "tia_mbq_h": 100 / math.log(2) * 50,
+    ...                              "activity_mbq": [100.0, 50.0]}), 6)
+    50.0
+    """
+    peak = max(fit.get("activity_mbq") or [0.0])
+    tia = fit.get("tia_mbq_h")
+    if not fit.get("model") or not tia or peak <= 0:
+        return None
+    return math.log(2) * float(tia) / float(peak)
 
 
 def _organ_fits(inputs, labels, names) -> dict:
@@ -235,7 +254,9 @@ def compute_dosimetry(repo, study_id: int, *, methods=METHODS, mc_histories=MC_H
                            inputs.affine, tuple(inputs.voxel_mm), summary)
     if store:
         report(0.97, "storing")
-        result.result_id = _store(repo, case, result, _parameters(case, inputs, methods, mc_histories, seed), user)
+        override = [inputs.nuclide if nuclide else None, None if administered_mbq is None else float(administered_mbq)]
+        result.result_id = _store(repo, case, result,
+                                  _parameters(case, inputs, methods, mc_histories, seed, override), user)
     report(1.0, "done")
     return result
 
@@ -254,18 +275,23 @@ def _store(repo, case, result: CaseDosimetry, parameters: dict, user: str) -> in
     return record.id
 
 
-def find_dosimetry(repo, study_id: int, *, methods=METHODS, mc_histories=MC_HISTORIES, seed: int = 0):
-    """The newest stored dosimetry of the case with these settings and the current inputs, or None."""
+def find_dosimetry(repo, study_id: int, *, methods=METHODS, mc_histories=MC_HISTORIES, seed: int = 0,
+                   nuclide: str | None = None, administered_mbq: float | None = None):
+    """The newest stored dosimetry of the case with these settings and the current inputs, or None.
+
+    ``nuclide`` and ``administered_mbq`` are the user's entries, when the SPECT header lacks
+    them or is wrong; None matches a result computed from the header.
+    """
     from core.dosimetry.nuclides import canonical_name
 
     case = repo.get_case(study_id)
+    wanted = {"format": _FORMAT, "methods": list(methods), "mc_histories": list(mc_histories), "seed": seed,
+              "series": sorted(s.id for s in case.series if s.role in ("spect", "ct")),
+              "masks": sorted(m.id for m in case.masks),
+              "override": [canonical_name(nuclide) if nuclide else None,
+                           None if administered_mbq is None else float(administered_mbq)]}
     for record in reversed(repo.list_results(study_id, DOSIMETRY_KIND)):
-        p = record.parameters
-        if (p.get("format") == _FORMAT and p.get("methods") == list(methods)
-                and p.get("mc_histories") == list(mc_histories) and p.get("seed") == seed
-                and p.get("series") == sorted(s.id for s in case.series if s.role in ("spect", "ct"))
-                and p.get("masks") == sorted(m.id for m in case.masks)
-                and p.get("nuclide") == canonical_name(p.get("nuclide", "Lu-177"))):
+        if all(record.parameters.get(k) == v for k, v in wanted.items()):
             return record
     return None
 

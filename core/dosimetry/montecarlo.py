@@ -45,11 +45,11 @@ from typing import Callable
 import numpy as np
 
 from core.dosimetry.local import DECAYS_PER_MBQ_H, JOULE_PER_MEV
-from core.dosimetry.nuclides import PENETRATING, equilibrium_chain, nuclide_data
+from core.dosimetry.nuclides import PENETRATING, chain_mean_energy_mev, equilibrium_chain, nuclide_data
 from core.dosimetry.checks import check_density
 from core.errors import InputError
 
-__all__ = ["MCResult", "monte_carlo_dose", "photon_lines", "local_kinds_energy_mev", "ChainElectrons",
+__all__ = ["MCResult", "monte_carlo_dose", "photon_lines", "ChainElectrons",
            "chain_electrons", "AIR_DENSITY_G_ML"]
 
 #: Below this density a voxel is air: its dose is reported as 0 (as in core.dosimetry.local).
@@ -107,7 +107,7 @@ def photon_lines(nuclide: str) -> tuple[np.ndarray, np.ndarray]:
     --------
     >>> e, y = photon_lines("Lu-177")
     >>> round(float(np.sum(e * y)), 4)            # photon energy per decay, MeV
-    0.0353
+    0.0351
     """
     energies, yields = [], []
     for member, activity in equilibrium_chain(nuclide):
@@ -180,13 +180,6 @@ def chain_electrons(nuclide: str) -> ChainElectrons:
             sources.append(source)
             rates.append(activity * source.per_decay)
     return ChainElectrons(tuple(sources), tuple(rates))
-
-
-def local_kinds_energy_mev(nuclide: str, kinds=_ALWAYS_LOCAL) -> float:
-    """Energy per parent decay of the given kinds over the chain, MeV (alphas and recoils by default)."""
-    return float(sum(a * nuclide_data(m).mean_energy_mev(*[k for k in kinds if k in nuclide_data(m).emissions])
-                     if any(k in nuclide_data(m).emissions for k in kinds) else 0.0
-                     for m, a in equilibrium_chain(nuclide)))
 
 
 def _check_maps(tia, density, material, voxel_mm):
@@ -300,7 +293,7 @@ def monte_carlo_dose(tia_mbq_h, nuclide: str, density_g_ml, material, voxel_mm, 
     e_lines, e_yields = photon_lines(nuclide)
     photon_yield = float(e_yields.sum())
     e_source = chain_electrons(nuclide)
-    local_mev_per_decay = local_kinds_energy_mev(nuclide)
+    local_mev_per_decay = chain_mean_energy_mev(nuclide, *_ALWAYS_LOCAL)
     if electrons == "local":
         local_mev_per_decay += e_source.energy_per_decay_mev
     n_ph = int(n_photons) if photon_yield > 0 else 0

@@ -85,7 +85,7 @@ import pandas as pd
 from core.errors import InputError, TimingError
 
 __all__ = [
-    "OrganRadiobiology", "ORGAN_RADIOBIOLOGY", "organ_radiobiology", "g_factor_monoexponential",
+    "OrganRadiobiology", "ORGAN_RADIOBIOLOGY", "organ_radiobiology", "radiobiology_key", "g_factor_monoexponential",
     "lea_catcheside_g", "bed", "bed_monoexponential", "eqd2", "cumulative_bed", "cycles_remaining",
     "CyclePlan", "plan_cycles",
 ]
@@ -177,6 +177,20 @@ def organ_radiobiology(name: str) -> OrganRadiobiology:
                          fix=f"Use one of {sorted(ORGAN_RADIOBIOLOGY)}" + (f" (did you mean {near}?)" if near else "")
                          + ".")
     return ORGAN_RADIOBIOLOGY[key]
+
+
+def radiobiology_key(structure: str) -> str | None:
+    """The :data:`ORGAN_RADIOBIOLOGY` key of a delineated structure, or None when it has no entry.
+
+    Examples
+    --------
+    >>> radiobiology_key("salivary glands"), radiobiology_key("spleen")
+    ('salivary_glands', None)
+    """
+    try:
+        return organ_radiobiology(structure).name
+    except InputError:
+        return None
 
 
 def _positive(value, what: str) -> float:

@@ -63,3 +63,13 @@ def test_empty_store_says_what_to_do(empty_store):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     _ok(at)
     assert "No therapy case" in at.info[0].value
+
+
+def test_a_wrong_nuclide_entry_is_explained_and_the_page_keeps_running(demo_store):
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    _ok(at)
+    at.text_input(key="nuclide").input("Lu177m2").run()
+    assert not at.exception
+    assert any("unknown nuclide" in e.value and "Did you mean" in e.value for e in at.error)
+    at.text_input(key="nuclide").input("").run()
+    _ok(at)
