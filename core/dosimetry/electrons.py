@@ -32,11 +32,9 @@ Sternheimer, Berger & Seltzer (1984): :math:`x_0 = 0.2400, x_1 = 2.8004, m = 3.4
 :math:`\bar C = 2\ln(I/\hbar\omega_p) + 1` (= 3.5017 for water) and :math:`a` from continuity at
 :math:`x_0` (= 0.09116); for soft tissue the same :math:`x_0, x_1, m` with its own
 :math:`\bar C` and :math:`a` (this work). It lowers :math:`S_{col}` of water by 1.7 % at 1 MeV and
-4.1 % at 2 MeV, so it is not negligible above 1 MeV. The radiative stopping power is approximated by
-:math:`S_{rad}/S_{col} \approx Z_{eff} T / 800` (T in MeV, :math:`Z_{eff} = \sum w_i Z_i^2/A_i /
-\sum w_i Z_i/A_i`; Attix 1986 [4]_, ch. 8), within about 25 % of ESTAR below 3 MeV in water, where
-it is below 2.5 % of the total; radiative losses are deposited locally (this work: the radiation
-yield of 90Y betas in water is 0.5 % with this approximation). The CSDA range is
+4.1 % at 2 MeV, so it is not negligible above 1 MeV. The radiative stopping power is the
+Bethe-Heitler form of Attix [4]_ (ch. 8; :func:`radiative_stopping_power`, 0.0128 MeV cm²/g for
+water at 1 MeV against 0.0129 of ESTAR). The CSDA range is
 :math:`r_0(T) = \int_0^T dT'/S_{tot}(T')`; against NIST ESTAR for water it is within 1 %
 (0.1, 1 and 2 MeV: 0.0143, 0.437, 0.979 g/cm²; see the tests).
 
@@ -61,30 +59,43 @@ from a Wentzel (screened-Rutherford-shaped) distribution :math:`p(\mu) = A(1+A)/
 
 Random walk
 -----------
-Class-I condensed history (Berger 1963 [9]_), vectorised over all electrons: each step loses a
-fraction ``step_fraction`` of the energy (its mass length from the CSDA range table), capped so
-that no step is longer than half the smallest voxel side, divided by the density of the voxel where
-it starts (mass stopping powers of all tissues are taken as soft tissue's: density scaling, this
+Class-II condensed history (Berger 1963 [9]_), vectorised over all electrons. Collisions that
+give a delta ray more than ``DELTA_MEV`` (30 keV) and bremsstrahlung photons above 10 keV are
+discrete events (:mod:`core.dosimetry.secondaries`); everything softer is a continuous loss at
+the restricted stopping power :math:`L = S_{col} - H_M + S_{rad} k_c/T`. Each step loses a
+fraction ``step_fraction`` of the energy in continuous loss (its mass length from the table of
+:math:`\int dT/L`), capped so that no step is longer than half the smallest voxel side and the
+mean number of hard events in it stays below 0.25, divided by the density of the voxel where it
+starts (mass stopping powers of all tissues are taken as soft tissue's: density scaling, this
 work). The step is split at a random hinge (Kawrakow & Bielajew 1998 [10]_): the electron goes
 :math:`\xi s` straight, turns by the multiple-scattering angle, goes the rest :math:`(1-\xi)s`,
 and the energy lost in the step is deposited at the hinge, a uniform random point of the step,
-which shares it between the voxels crossed in proportion on average. No energy-loss straggling
-and no delta rays or bremsstrahlung photons are produced (continuous slowing down). An electron
-deposits what is left in place when its residual CSDA range (cm, at the local density) is shorter
-than the distance to the nearest face of its voxel (range rejection: it cannot leave the voxel,
-so this costs no accuracy), when the range is below ``local_range_fraction`` of the smallest
-voxel side (an approximation: the escape of 177Lu electrons from a 3 mm voxel is 12.2 % with
-0.0, 11.9 % with the default 0.01 and 8.6 % with 0.1, so keep it small for voxel S-values), or when its energy is below
-``cutoff_mev``; one that leaves the grid takes its energy out (the returned escaped energy).
+which shares it between the voxels crossed in proportion on average. At the hinge a hard event
+happens with probability :math:`1 - e^{-\Sigma s}`: a Møller collision turns the electron and
+starts a delta ray (transported in turn), a bremsstrahlung event hands a photon to the caller's
+photon bank (:func:`core.dosimetry.montecarlo.monte_carlo_dose` transports them) or, without a
+bank, deposits it in place. The discrete losses give the energy-loss straggling of hard
+collisions; the straggling of soft collisions below 30 keV is neglected (this work). With
+``secondaries=False`` the walk is class I: all losses continuous at the total stopping power. An
+electron deposits what is left in place when its residual range (cm, at the local density) is
+shorter than the distance to the nearest face of its voxel (range rejection: it cannot leave the
+voxel, so this costs no accuracy; it still emits a bremsstrahlung photon with the probability of
+its remaining track, :mod:`core.dosimetry.secondaries`), when the range is below
+``local_range_fraction`` of the smallest voxel side (an approximation: the escape of 177Lu
+electrons from a 3 mm voxel is 12.2 % with 0.0, 11.9 % with the default 0.01 and 8.6 % with 0.1
+in class I, so keep it small for voxel S-values), or when its energy is below ``cutoff_mev``; one
+that leaves the grid takes its energy out (the returned escaped energy).
 Step-size convergence: the 1 MeV point kernel's energy-weighted mean radius is 0.468, 0.469,
 0.468 :math:`r_0` for ``step_fraction`` 0.05, 0.1, 0.2 (this work).
 
-Validation (this work, tests in ``tests/unit/test_dosimetry_electrons.py``): the scaled point
-kernel of 1 MeV electrons in water peaks at :math:`r/r_0 \approx 0.5`-0.7, holds 90 % of the
-energy within 0.77 :math:`r_0` and 99 % within 0.89 :math:`r_0`, the shape of Berger's scaled
-kernels (Berger 1971, MIRD Pamphlet 7), whose tail beyond :math:`r_0` (straggling) is missing
-here; absorbed fractions of a uniform source in a 3 mm cube of soft tissue (1.04 g/cm³): 0.88
-for all 177Lu electrons, 0.29 for 90Y (see the tests).
+Validation (this work, tests in ``tests/unit/test_dosimetry_electrons.py`` and
+``test_dosimetry_secondaries.py``): the scaled point kernel of 1 MeV electrons in water (41³ grid of
+2.4 :math:`r_0`) peaks at :math:`r/r_0 \approx 0.5`-0.6, holds 90 % of the energy within 0.79
+:math:`r_0` and 99 % within 0.94 :math:`r_0`, with 0.15 % beyond :math:`r_0` (class I: 0.77,
+0.88 and none), the shape of Berger's scaled kernels (Berger 1971, MIRD Pamphlet 7); the energy
+radiated by 2 MeV electrons matches the radiation yield :math:`\frac{1}{T}\int S_{rad}/S\,dT`
+of these stopping powers within 10 %; absorbed fractions of a uniform source in a 3 mm cube of
+soft tissue (1.04 g/cm³): 0.88 for all 177Lu electrons, 0.28 for 90Y.
 
 References
 ----------
@@ -107,7 +118,7 @@ References
 Examples
 --------
 >>> round(float(csda_range_g_cm2(1.0, "water")), 4)     # ESTAR: 0.4367 g/cm^2
-0.4375
+0.4377
 """
 
 from __future__ import annotations
@@ -234,18 +245,23 @@ def collision_stopping_power(energy_mev, material: str = "water", density_effect
 
 
 def radiative_stopping_power(energy_mev, material: str = "water"):
-    """Approximate mass radiative stopping power (MeV cm²/g): S_col Z_eff T / 800 (Attix 1986).
+    """Mass radiative stopping power (MeV cm²/g), Bethe-Heitler form of Attix (1986), ch. 8.
+
+    :math:`S_{rad}/\\rho = \\alpha r_e^2 N_A \\sum_i w_i Z_i(Z_i+1)/A_i\\,(T + mc^2) B_r(T)` with
+    :math:`B_r` of :func:`core.dosimetry.secondaries.radiative_b`.
 
     Examples
     --------
-    >>> round(float(radiative_stopping_power(1.0) / collision_stopping_power(1.0)), 4)
-    0.0083
+    >>> round(float(radiative_stopping_power(1.0)), 4)     # ESTAR, water: 0.0129
+    0.0128
     """
+    from core.dosimetry.secondaries import radiative_b
+
     key = _check_material(material)
     z, w, a = _composition(key)
-    z_eff = float(np.sum(w * z ** 2 / a) / np.sum(w * z / a))
     t = _energies(energy_mev)
-    return collision_stopping_power(t, key) * z_eff * t / 800.0
+    per_gram = _NA * float(np.sum(w * z * (z + 1) / a))
+    return _ALPHA * _RE ** 2 * per_gram * (t + _MC2) * radiative_b(t)
 
 
 def stopping_power(energy_mev, material: str = "water"):
@@ -312,14 +328,38 @@ def transport_mean_free_path_g_cm2(energy_mev, material: str = "water"):
 
 
 @functools.lru_cache(maxsize=8)
-def _tables_np(material: str):
-    """Log energy grid, log range, cumulative transport MFPs K(T) = int dT/(S lambda1)."""
-    s = stopping_power(_GRID, material)
+def _tables_np(material: str, restricted: bool = True):
+    """Tables of the condensed-history walk on ``_GRID`` (:mod:`core.dosimetry.secondaries`).
+
+    Returns log T, log of the residual range of the continuous loss :math:`r(T) = \\int dT/L`
+    (:math:`L` restricted in class II, the total stopping power in class I),
+    log of :math:`K(T) = \\int dT/(L \\lambda_1)`, the Møller and bremsstrahlung event
+    coefficients :math:`\\Sigma_M, \\Sigma_B` (1/(g/cm²)) and :math:`N_B(T)`, the expected number of
+    bremsstrahlung photons on the rest of a track.
+    """
+    from core.dosimetry import secondaries as sec
+
+    n_e = _NA * _z_over_a(material)
+    sigma_m, hard_m = sec.moller_hard(_GRID, sec.DELTA_MEV)
+    s_rad = radiative_stopping_power(_GRID, material)
+    kc = sec.PHOTON_CUTOFF_MEV
+    radiating = _GRID > kc
+    sigma_b = np.where(radiating, s_rad / _GRID * np.log(np.maximum(_GRID, kc) / kc), 0.0)
+    hard_b = np.where(radiating, s_rad * (1 - kc / _GRID), 0.0)
+    loss = collision_stopping_power(_GRID, material) - n_e * hard_m + s_rad - hard_b
+    if not restricted:
+        loss = stopping_power(_GRID, material)
+    inv = 1.0 / loss
+
+    def integral(f):
+        return np.concatenate([[_GRID[0] * f[0] / 1.75],
+                               _GRID[0] * f[0] / 1.75 + np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(_GRID))])
+
     lam = transport_mean_free_path_g_cm2(_GRID, material)
-    f = 1.0 / (s * lam)
-    k = np.concatenate([[_GRID[0] * f[0] / 1.75], _GRID[0] * f[0] / 1.75 +
-                        np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(_GRID))])
-    return np.log(_GRID), np.log(_range_table(material)), np.log(k)
+    photons_left = np.concatenate([[0.0], np.cumsum(0.5 * (sigma_b * inv)[1:] + 0.5 * (sigma_b * inv)[:-1])
+                                   * np.diff(_GRID)])
+    return (np.log(_GRID), np.log(integral(inv)), np.log(integral(inv / lam)), n_e * sigma_m, sigma_b,
+            photons_left)
 
 
 # --- beta spectra and electron sources ----------------------------------------------------------
@@ -559,16 +599,17 @@ def _mean_range_cm(nuclide: str) -> float:
 
 # --- transport ----------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=16)
-def _torch_tables(material: str, device_str: str):
+def _torch_tables(material: str, device_str: str, restricted: bool = True):
     import torch
 
-    log_e, log_r, log_k = _tables_np(material)
+    log_e, log_r, log_k, sigma_m, sigma_b, photons_left = _tables_np(material, restricted)
     # <mu>(A) of the Wentzel distribution, for the inversion A(<mu>)
     a = np.geomspace(1e-10, 1e7, 4000)
     mean_mu = a * ((1 + a) * np.log1p(1 / a) - 1)
     as_t = lambda x: torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64, device=device_str)  # noqa: E731
     return {"log_e": as_t(log_e), "log_r": as_t(log_r), "log_k": as_t(log_k),
-            "log_a": as_t(np.log(a)), "mean_mu": as_t(mean_mu)}
+            "log_a": as_t(np.log(a)), "mean_mu": as_t(mean_mu), "sigma_m": as_t(sigma_m),
+            "sigma_b": as_t(sigma_b), "photons_left": as_t(photons_left)}
 
 
 def _interp(x, xp, fp):
@@ -598,8 +639,9 @@ def _rotate(direction, cos_t, phi):
 
 def transport_electrons(pos_cm, dir, energy_mev, *, density, voxel_cm, edep, generator, weight=None,  # noqa: A002
                         cutoff_mev: float = 0.01, step_fraction: float = 0.1,
-                        local_range_fraction: float = 0.01, material: str = "soft tissue") -> float:
-    """Class-I condensed-history transport of electrons through a voxel grid (module docstring).
+                        local_range_fraction: float = 0.01, material: str = "soft tissue",
+                        secondaries: bool = True, photon_bank: list | None = None, brems_split: int = 1) -> float:
+    """Condensed-history transport of electrons through a voxel grid (module docstring).
 
     Parameters
     ----------
@@ -627,6 +669,17 @@ def transport_electrons(pos_cm, dir, energy_mev, *, density, voxel_cm, edep, gen
         deposits in place (as does one whose range cannot reach its voxel's faces).
     material : {"soft tissue", "water"}, default="soft tissue"
         Medium of the mass stopping powers and scattering (all densities scale it).
+    secondaries : bool, default=True
+        Class II: Møller delta rays and bremsstrahlung photons as discrete events
+        (:mod:`core.dosimetry.secondaries`). False: class I, all losses continuous and local.
+    photon_bank : list, optional
+        Where bremsstrahlung photons go, as tuples ``(pos_cm, dir, energy_mev, weight)`` of tensors,
+        for the caller to transport; their energy is then neither deposited nor escaped here.
+        Without a bank they deposit their energy where they are made.
+    brems_split : int, default=1
+        Each bremsstrahlung event makes this many photons of weight 1/``brems_split`` with
+        independent energies and directions, the electron losing their mean energy (variance
+        reduction for the far tail of kernels; energy stays exactly conserved).
 
     Returns
     -------
@@ -639,12 +692,16 @@ def transport_electrons(pos_cm, dir, energy_mev, *, density, voxel_cm, edep, gen
     >>> g = torch.Generator().manual_seed(0)
     >>> rho = torch.ones(5, 5, 5); edep = torch.zeros(5, 5, 5, dtype=torch.float64)
     >>> p = torch.full((100, 3), 0.75); d = torch.tensor([[0.0, 0.0, 1.0]]).repeat(100, 1)
+    >>> bank = []
     >>> out = transport_electrons(p, d, torch.full((100,), 0.5), density=rho, voxel_cm=(0.3, 0.3, 0.3),
-    ...                           edep=edep, generator=g)
-    >>> round(out + float(edep.sum()), 6)
+    ...                           edep=edep, generator=g, photon_bank=bank)
+    >>> radiated = sum(float((e * w).sum()) for _, _, e, w in bank)
+    >>> round(out + float(edep.sum()) + radiated, 6)
     50.0
     """
     import torch
+
+    from core.dosimetry import secondaries as sec
 
     key = _check_material(material)
     if not 0 < step_fraction <= 0.5:
@@ -661,9 +718,13 @@ def transport_electrons(pos_cm, dir, energy_mev, *, density, voxel_cm, edep, gen
     strides = torch.tensor([shape[1] * shape[2], shape[2], 1], dtype=torch.int64, device=device)
     dens_flat = torch.clamp(density.to(device=device, dtype=torch.float64).reshape(-1), min=1e-4)
     edep_flat = edep.view(-1)
-    tab = _torch_tables(key, str(device))
+    tab = _torch_tables(key, str(device), bool(secondaries))
     max_step_cm = 0.5 * min_vox
     local_cm = local_range_fraction * min_vox
+    kc, delta = sec.PHOTON_CUTOFF_MEV, sec.DELTA_MEV
+    split = int(brems_split)
+    if split < 1:
+        raise InputError(f"brems_split {brems_split!r} must be a positive integer")
 
     pos = pos_cm.to(device=device, dtype=torch.float32).clone()
     direction = dir.to(device=device, dtype=torch.float32)
@@ -673,6 +734,7 @@ def transport_electrons(pos_cm, dir, energy_mev, *, density, voxel_cm, edep, gen
         raise InputError("electron energies must be finite, in [0, 20] MeV")
     w = (torch.ones_like(energy) if weight is None else weight.to(device=device, dtype=torch.float64).clone())
     escaped = torch.zeros((), dtype=torch.float64, device=device)
+    deltas: list = []
 
     def inside(p):
         return torch.all((p >= 0) & (p < extent), dim=1)
@@ -681,6 +743,26 @@ def transport_electrons(pos_cm, dir, energy_mev, *, density, voxel_cm, edep, gen
         idx = torch.floor(p / vox).to(torch.int64)
         idx = torch.minimum(torch.clamp(idx, min=0), torch.tensor(shape, device=device) - 1)
         return (idx * strides).sum(1)
+
+    def uniform(n):
+        return torch.rand(n, generator=generator, dtype=torch.float64, device=device)
+
+    def radiate(p, axis, t, weights, flat, cosines):
+        """``split`` photons per electron at p about ``axis``; returns the mean photon energy.
+
+        The photons go to the bank, or deposit their energy where they are made.
+        """
+        n = t.numel()
+        t_rep = t.repeat_interleave(split)
+        k = torch.minimum(sec.sample_brems_energy(t_rep, generator, kc), t_rep)
+        cos_b = cosines(t_rep).to(torch.float32)
+        d = _rotate(axis.repeat_interleave(split, 0), cos_b, (2 * math.pi * uniform(n * split)).to(torch.float32))
+        w_rep = weights.repeat_interleave(split) / split
+        if photon_bank is not None:
+            photon_bank.append((p.repeat_interleave(split, 0), d, k.to(torch.float32), w_rep))
+        else:
+            edep_flat.index_add_(0, flat.repeat_interleave(split), k * w_rep)
+        return k.view(n, split).mean(1)
 
     # electrons born outside the grid escape at once
     out = ~inside(pos)
@@ -700,31 +782,48 @@ def transport_electrons(pos_cm, dir, energy_mev, *, density, voxel_cm, edep, gen
         r_cm = r_mass / rho
         stop = (energy <= cutoff_mev) | (r_cm < to_face) | (r_cm < local_cm)
         if torch.any(stop):
-            edep_flat.index_add_(0, flat[stop], energy[stop] * w[stop])
+            e_stop, w_stop, f_stop = energy[stop], w[stop], flat[stop]
+            if secondaries:
+                # the rest of the track still radiates: one photon with probability N_B(T)
+                n_left = _interp(log_en[stop], tab["log_e"], tab["photons_left"])
+                emit = (uniform(e_stop.numel()) < n_left) & (e_stop > kc)
+                if torch.any(emit):
+                    # isotropic about any axis: the electron has forgotten its direction by then
+                    k = radiate(pos[stop][emit], direction[stop][emit], e_stop[emit], w_stop[emit], f_stop[emit],
+                                lambda t: 2 * uniform(t.numel()) - 1)
+                    e_stop = e_stop.clone()
+                    e_stop[emit] -= k
+            edep_flat.index_add_(0, f_stop, e_stop * w_stop)
             go = ~stop
             pos, direction, energy, w = pos[go], direction[go], energy[go], w[go]
             flat, rho, log_en, r_mass = flat[go], rho[go], log_en[go], r_mass[go]
             if not energy.numel():
                 break
         n = energy.numel()
-        # step: lose step_fraction of the energy, no longer than half a voxel
+        # step: lose step_fraction of the energy, no longer than half a voxel and, in class II,
+        # short enough that a second hard event in the step is unlikely (mean number <= 0.25)
         r_next = torch.exp(_interp(log_en + math.log1p(-step_fraction), tab["log_e"], tab["log_r"]))
         d_mass = torch.minimum(r_mass - r_next, max_step_cm * rho)
+        if secondaries:
+            sig_m = _interp(log_en, tab["log_e"], tab["sigma_m"])
+            sig_b = _interp(log_en, tab["log_e"], tab["sigma_b"])
+            sig = sig_m + sig_b
+            d_mass = torch.minimum(d_mass, 0.25 / torch.clamp(sig, min=1e-30))
         r_end = torch.clamp(r_mass - d_mass, min=float(torch.exp(tab["log_r"][0])))
         log_e_end = _interp(torch.log(r_end), tab["log_r"], tab["log_e"])
         e_end = torch.minimum(torch.exp(log_e_end), energy)
         step_cm = (d_mass / rho).to(torch.float32)
-        # multiple scattering: <mu> = (1 - exp(-s/lambda1)) / 2 from K(T) = int dT / (S lambda1)
+        # multiple scattering: <mu> = (1 - exp(-s/lambda1)) / 2 from K(T) = int dT / (L lambda1)
         k0 = torch.exp(_interp(log_en, tab["log_e"], tab["log_k"]))
         k1 = torch.exp(_interp(log_e_end, tab["log_e"], tab["log_k"]))
         mean_mu = 0.5 * (1 - torch.exp(-torch.clamp(k0 - k1, min=0.0)))
         log_a = _interp(mean_mu, tab["mean_mu"], tab["log_a"])
         a = torch.exp(log_a)
-        xi = torch.rand(n, generator=generator, dtype=torch.float64, device=device)
+        xi = uniform(n)
         mu = a * xi / (1 + a - xi)
         mu = torch.where(mean_mu >= float(tab["mean_mu"][-1]), xi, mu)
         cos_t = (1 - 2 * mu).to(torch.float32)
-        phi = (2 * math.pi * torch.rand(n, generator=generator, dtype=torch.float64, device=device)).to(torch.float32)
+        phi = (2 * math.pi * uniform(n)).to(torch.float32)
         hinge = torch.rand(n, generator=generator, dtype=torch.float32, device=device)
         # first part of the step to the hinge, where the energy lost in the step is deposited
         pos = pos + (hinge * step_cm)[:, None] * direction
@@ -735,7 +834,35 @@ def transport_electrons(pos_cm, dir, energy_mev, *, density, voxel_cm, edep, gen
             escaped += torch.sum(energy[gone] * w[gone])
             pos, direction, energy, w = pos[ok], direction[ok], energy[ok], w[ok]
             e_end, lost, step_cm, hinge, cos_t, phi = e_end[ok], lost[ok], step_cm[ok], hinge[ok], cos_t[ok], phi[ok]
-        edep_flat.index_add_(0, flat_index(pos), lost * w)
+            if secondaries:
+                sig_m, sig, d_mass = sig_m[ok], sig[ok], d_mass[ok]
+        flat = flat_index(pos)
+        edep_flat.index_add_(0, flat, lost * w)
+        if secondaries and energy.numel():
+            # at most one hard event at the hinge, with probability 1 - exp(-Sigma d)
+            event = uniform(energy.numel()) < -torch.expm1(-sig * d_mass)
+            is_moller = event & (uniform(energy.numel()) * sig < sig_m) & (e_end > 2 * delta)
+            is_brems = event & ~is_moller & (e_end > kc)
+            if torch.any(is_moller):
+                t = e_end[is_moller]
+                eps = sec.sample_moller_fraction(t, generator, delta)
+                transfer = eps * t
+                cos_p, cos_s = sec.moller_cosines(t, transfer)
+                azimuth = 2 * math.pi * uniform(t.numel())
+                d0 = direction[is_moller]
+                deltas.append((pos[is_moller].clone(),
+                               _rotate(d0, cos_s.to(torch.float32), (azimuth + math.pi).to(torch.float32)),
+                               transfer, w[is_moller].clone()))
+                direction = direction.clone()
+                direction[is_moller] = _rotate(d0, cos_p.to(torch.float32), azimuth.to(torch.float32))
+                e_end = e_end.clone()
+                e_end[is_moller] = t - transfer
+            if torch.any(is_brems):
+                t = e_end[is_brems]
+                k = radiate(pos[is_brems], direction[is_brems], t, w[is_brems], flat[is_brems],
+                            lambda t_rep: sec.sample_brems_cosine(t_rep, generator))
+                e_end = e_end.clone()
+                e_end[is_brems] = t - k
         direction = _rotate(direction, cos_t, phi)
         pos = pos + ((1 - hinge) * step_cm)[:, None] * direction
         energy = e_end
@@ -744,4 +871,11 @@ def transport_electrons(pos_cm, dir, energy_mev, *, density, voxel_cm, edep, gen
             gone = ~ok
             escaped += torch.sum(energy[gone] * w[gone])
             pos, direction, energy, w = pos[ok], direction[ok], energy[ok], w[ok]
+    if deltas:
+        escaped += transport_electrons(torch.cat([d[0] for d in deltas]), torch.cat([d[1] for d in deltas]),
+                                       torch.cat([d[2] for d in deltas]), density=density, voxel_cm=voxel_cm,
+                                       edep=edep, generator=generator, weight=torch.cat([d[3] for d in deltas]),
+                                       cutoff_mev=cutoff_mev, step_fraction=step_fraction,
+                                       local_range_fraction=local_range_fraction, material=material,
+                                       secondaries=secondaries, photon_bank=photon_bank, brems_split=split)
     return float(escaped)

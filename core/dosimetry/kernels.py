@@ -46,7 +46,12 @@ SHIPPED_KERNELS = Path(__file__).resolve().parents[2] / "assets" / "kernels"
 #: Density of the kernel medium, g/cm^3 (soft tissue as in Lanconelli et al. 2012).
 KERNEL_DENSITY_G_ML = 1.04
 _MIN_HALF_WIDTH_MM = 150.0
-_FORMAT = 1
+#: Bremsstrahlung photons per radiative event in kernel runs: they alone reach the far voxels of
+#: pure beta emitters such as 90Y (this work).
+_BREMS_SPLIT = 16
+#: Version of the kernel physics; cached kernels of another version are recomputed
+#: (2: class-II electrons with delta rays and bremsstrahlung).
+_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,7 @@ def compute_voxel_s_values(nuclide: str, voxel_mm: float, size: int = 6, *, n_ph
     tissue = mat.MATERIALS.index("soft tissue")
     result = monte_carlo_dose(tia, nuclide, KERNEL_DENSITY_G_ML, tissue, voxel_mm, n_photons=n_photons,
                               n_electrons=n_electrons, n_batches=n_batches, electrons="transport",
-                              electron_range_fraction=0.0, seed=seed,
+                              electron_range_fraction=0.0, brems_split=_BREMS_SPLIT, seed=seed,
                               device=device, progress=progress)
     to_mgy_per_mbq_s = 1000.0 / 3600.0
     octant = fold_octant(result.dose_gy, size) * to_mgy_per_mbq_s
@@ -194,7 +199,9 @@ def voxel_kernel(nuclide: str, voxel_mm: float, size: int = 6, *, compute: bool 
     for folder in (SHIPPED_KERNELS, _user_cache()):
         path = kernel_path(nuclide, voxel_mm, size, folder)
         if path.exists():
-            return load_kernel(path)
+            kernel = load_kernel(path)
+            if kernel.meta.get("format") == _FORMAT:     # older physics: recompute
+                return kernel
     if not compute:
         raise InputError(f"no kernel for {canonical_name(nuclide)} at {voxel_mm} mm is cached",
                          fix="Compute it with `python -m core kernels`.")

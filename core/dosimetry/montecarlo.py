@@ -10,8 +10,9 @@ Each emission of the nuclide (and of its short-lived progeny in equilibrium,
 * **electrons** (ICRP-107 beta spectra, conversion and Auger electrons) are transported by the
   condensed-history random walk of :func:`core.dosimetry.electrons.transport_electrons` when their
   range is not small against the voxel (``electrons="auto"`` asks
-  :func:`~core.dosimetry.electrons.electron_is_local`; 90Y always is transported), and deposited
-  where they are born otherwise;
+  :func:`~core.dosimetry.electrons.electron_is_local`; 90Y always is transported), with Møller
+  delta rays and bremsstrahlung photons as discrete events (:mod:`core.dosimetry.secondaries`;
+  the photons join the photon transport), and deposited where they are born otherwise;
 * **alphas and recoil nuclei** (tens of micrometres) are deposited locally, without sampling.
 
 Histories start at a voxel drawn with probability proportional to its time-integrated activity, at
@@ -221,7 +222,8 @@ def _source_points(cdf, shape, voxel_cm, n, generator, device):
 
 def monte_carlo_dose(tia_mbq_h, nuclide: str, density_g_ml, material, voxel_mm, *,
                      n_photons: int = 1_000_000, n_electrons: int = 1_000_000, n_batches: int = 10,
-                     electrons: str = "auto", electron_range_fraction: float = 0.01, materials=None, chunk: int | None = None, seed: int = 0,
+                     electrons: str = "auto", electron_range_fraction: float = 0.01, brems_split: int = 1,
+                     materials=None, chunk: int | None = None, seed: int = 0,
                      device=None, progress: Progress | None = None) -> MCResult:
     """Absorbed dose (Gy) per voxel by Monte Carlo (module docstring).
 
@@ -245,6 +247,9 @@ def monte_carlo_dose(tia_mbq_h, nuclide: str, density_g_ml, material, voxel_mm, 
     electron_range_fraction : float, default=0.01
         Electrons whose residual range is below this fraction of the smallest voxel side deposit in
         place (:func:`~core.dosimetry.electrons.transport_electrons`); 0 follows every electron.
+    brems_split : int, default=1
+        Bremsstrahlung photons made per radiative event, each with that fraction of the weight
+        (variance reduction far from the source; :func:`~core.dosimetry.electrons.transport_electrons`).
     materials : sequence of str, optional
         Material names of the indices; default :data:`core.dosimetry.materials.MATERIALS`.
     chunk : int, optional
@@ -298,7 +303,7 @@ def monte_carlo_dose(tia_mbq_h, nuclide: str, density_g_ml, material, voxel_mm, 
         local_mev_per_decay += e_source.energy_per_decay_mev
     n_ph = int(n_photons) if photon_yield > 0 else 0
     n_el = int(n_electrons) if (electrons == "transport" and e_source.per_decay > 0) else 0
-    tables = ph.photon_tables(materials, device=device) if n_ph else None
+    tables = ph.photon_tables(materials, device=device) if (n_ph or n_el) else None
     line_p = torch.as_tensor(e_yields / photon_yield if n_ph else [1.0], dtype=torch.float64, device=device)
     line_e = torch.as_tensor(e_lines if n_ph else [0.0], dtype=torch.float32, device=device)
 
@@ -327,10 +332,17 @@ def monte_carlo_dose(tia_mbq_h, nuclide: str, density_g_ml, material, voxel_mm, 
                     escaped += float(tally.escaped_mev)
                 else:
                     energy = e_source.sample(n, gen, device=device)
+                    bank: list = []
                     escaped += float(el.transport_electrons(pos, direction, energy, density=dens_t,
                                                             voxel_cm=voxel_cm, edep=edep, generator=gen,
-                                                            weight=weight,
+                                                            weight=weight, photon_bank=bank, brems_split=brems_split,
                                                             local_range_fraction=electron_range_fraction))
+                    if bank:   # bremsstrahlung photons of the electrons
+                        tally = ph.transport_photons(torch.cat([b[0] for b in bank]), torch.cat([b[1] for b in bank]),
+                                                     torch.cat([b[2] for b in bank]), material=mat_t, density=dens_t,
+                                                     voxel_cm=voxel_cm, tables=tables, edep=edep, generator=gen,
+                                                     weight=torch.cat([b[3] for b in bank]))
+                        escaped += float(tally.escaped_mev)
                 emitted += float(torch.sum(energy.to(torch.float64) * weight))
                 done += 1
                 if progress is not None:

@@ -185,17 +185,17 @@ def test_point_kernel_of_1_mev_electrons_in_water_has_berger_shape():
     assert w.sum() == pytest.approx(1.0, rel=1e-9)
     hist, edges = np.histogram(r, np.arange(0, 1.3, 0.1), weights=w)
     assert 0.45 <= edges[np.argmax(hist)] + 0.05 <= 0.75  # peak near 0.5-0.7 r0 (this module: 0.6)
-    assert hist[edges[:-1] >= 1.0].sum() < 0.005          # nothing past r0 (CSDA, no straggling)
+    assert hist[edges[:-1] >= 1.0].sum() < 0.005          # little past r0 (hard-collision straggling only)
     order = np.argsort(r)
     x90 = r[order][np.searchsorted(np.cumsum(w[order]), 0.9)]
-    assert 0.7 < x90 < 0.85                              # this module: 0.77
+    assert 0.7 < x90 < 0.85                              # this module: 0.79 (41^3 grid)
 
 
 def test_absorbed_fractions_in_a_3_mm_voxel():
     af_lu = _absorbed_fraction("Lu-177", 0.3, 20_000)
     af_y = _absorbed_fraction("Y-90", 0.3, 20_000)
-    assert 0.86 < af_lu < 0.91          # this module: 0.881 (1e5 electrons)
-    assert 0.26 < af_y < 0.32           # this module: 0.289
+    assert 0.86 < af_lu < 0.91          # this module: 0.880 (1e5 electrons)
+    assert 0.26 < af_y < 0.32           # this module: 0.283
 
 
 def test_electron_is_local_and_escape_estimate():

@@ -83,3 +83,12 @@ def test_equilibrium_chain_leaves_out_long_lived_daughters():
     assert dict(equilibrium_chain("Lu-177")) == {"Lu-177": 1.0}
     with pytest.raises(InputError):
         equilibrium_chain("Lu-177", max_half_life_fraction=2.0)
+
+
+def test_imaging_half_lives_agree_with_the_dosimetry_nuclear_data():
+    """The image readers' NuDat table and radioactivedecay (ICRP 107) agree for therapy nuclides."""
+    from core.dosimetry.nuclides import nuclide_data
+    from core.imaging.decay import HALF_LIFE_S
+
+    for imaging, dosimetry in (("90Y", "Y-90"), ("131I", "I-131"), ("177Lu", "Lu-177")):
+        assert nuclide_data(dosimetry).half_life_s == pytest.approx(HALF_LIFE_S[imaging], rel=1e-3)
