@@ -32,7 +32,10 @@ drug :math:`c_B`,
   (:math:`J_v^- = \max(-J_v, 0)`). We use the additive form, not the Péclet-weighted one
   (this work: simpler, linear, and within the uncertainty of the permeabilities);
 * :math:`c_{pL}(t), c_{pF}(t)` plasma concentrations (:class:`PlasmaInput`); the vascular
-  volume itself is not a compartment of the grid;
+  volume itself is not a compartment of the grid. ``simulate(local_plasma_free=...)`` adds a
+  per-voxel field :math:`\Delta c_{pF}(\mathbf x, t)` to :math:`c_{pF}` in the inflow terms
+  (:math:`P_F S/V\,c_{pF}` and :math:`J_v^+ c_{pF}`): free drug released inside heated vessels
+  by thermosensitive liposomes (Manzoor et al. 2012), counted in ``free_from_plasma``;
 * :math:`\mathbf u` Darcy velocity (convection of interstitial fluid) and
   :math:`Q_L = L_{pL} S_L/V\,(p - p_L)^+` lymphatic drainage (1/h), both carrying the
   interstitial concentration;
@@ -106,6 +109,9 @@ References
    2005;11:8782-8788.
 .. [4] Yuan F, Dellian M, Fukumura D, et al. Vascular permeability in a human tumor
    xenograft: molecular size dependence and cutoff size. Cancer Res 1995;55:3752-3756.
+.. [5] Manzoor AA, Lindner LH, Landon CD, et al. Overcoming limitations in nanoparticle drug
+   delivery: triggered, intravascular release to improve drug penetration into tumors. Cancer
+   Res 2012;72:5566-5575.
 """
 
 from __future__ import annotations
@@ -296,6 +302,20 @@ def _plasma_at(fn, times, name):
     return v
 
 
+def _local_at(fn, t_h, shape):
+    """The per-voxel plasma free-drug addition at ``t_h`` (flat, µM), 0.0 without one."""
+    if fn is None:
+        return 0.0
+    v = np.asarray(fn(float(t_h)), float)
+    if v.ndim and v.shape != shape:
+        raise GeometryError(f"local_plasma_free({t_h:g}) has shape {v.shape} but the grid is {shape}",
+                            fix="Return a scalar or one value per voxel (µM).")
+    if not np.all(np.isfinite(v)) or np.any(v < 0):
+        raise InputError(f"local_plasma_free({t_h:g}) holds NaN, infinite or negative values",
+                         fix="Return finite concentrations >= 0 µM.")
+    return np.broadcast_to(v, shape).ravel()
+
+
 # ----------------------------------------------------------------------------- results
 @dataclasses.dataclass(frozen=True)
 class MassLedger:
@@ -433,7 +453,7 @@ def _check_pressure(pressure_mmhg, grid, fluid):
 @threadpool_limits.wrap(limits=1, user_api="blas")
 def simulate(grid: TissueGrid, params: TransportParams = TransportParams(), plasma: PlasmaInput = PlasmaInput(), *,
              t_end_h: float, dt_h: float, save_times_h=None, pressure_mmhg=None,
-             initial: dict | None = None) -> TransportSolution:
+             initial: dict | None = None, local_plasma_free: Callable | None = None) -> TransportSolution:
     r"""Simulate encapsulated, free and bound doxorubicin in tissue (equations in the module docstring).
 
     Parameters
@@ -456,6 +476,11 @@ def simulate(grid: TissueGrid, params: TransportParams = TransportParams(), plas
     initial : dict, optional
         Initial ``'encapsulated'``, ``'free'``, ``'bound'`` concentrations, µM (scalar or field);
         default 0.
+    local_plasma_free : callable, optional
+        ``local_plasma_free(t_h) -> ndarray of grid.shape`` (or a scalar), µM >= 0, added to
+        the plasma free-drug concentration of each voxel's vessels in the inflow terms (e.g.
+        intravascular release of thermosensitive liposomes in a heated region); evaluated at
+        every step, counted in the ledger's ``free_from_plasma``. Default none.
 
     Returns
     -------
@@ -551,7 +576,8 @@ def simulate(grid: TissueGrid, params: TransportParams = TransportParams(), plas
         else:
             new_l = np.zeros(n)
         denom = 1 + gamma * koff
-        b = (rhs["free"] + gamma * (gain["free"] * cp["free"][step] + krel * new_l)
+        cpf = cp["free"][step] + _local_at(local_plasma_free, times[step], shape)
+        b = (rhs["free"] + gamma * (gain["free"] * cpf + krel * new_l)
              + gamma * koff * rhs["bound"] / denom)
         new_f = solver("free", gamma)(b)
         new_b = (rhs["bound"] + gamma * kon * new_f) / denom
@@ -561,7 +587,7 @@ def simulate(grid: TissueGrid, params: TransportParams = TransportParams(), plas
             "carrier_to_plasma": float(back["carrier"] @ new_l),
             "carrier_to_lymph": float(lymph_rate @ new_l),
             "carrier_to_boundary": float(out_rate @ new_l),
-            "free_from_plasma": float(gain["free"].sum()) * cp["free"][step],
+            "free_from_plasma": float(np.sum(gain["free"] * cpf)),
             "free_to_plasma": float(back["free"] @ new_f),
             "free_to_lymph": float(lymph_rate @ new_f),
             "free_to_boundary": float(out_rate @ new_f),
