@@ -10,13 +10,18 @@ Modules, along the data flow of a preclinical study:
   thermosensitive liposomes;
 * :mod:`~core.drug_release.pressure`, :mod:`~core.drug_release.transport`: interstitial fluid
   pressure and the reaction-diffusion-advection model of encapsulated, free and bound drug;
-* :mod:`~core.drug_release.outcomes`: exposure, lethal fraction, penetration from vessels.
+* :mod:`~core.drug_release.outcomes`: exposure, lethal fraction, penetration from vessels;
+* :mod:`~core.drug_release.inverse`, :mod:`~core.drug_release.inverse_classical`,
+  :mod:`~core.drug_release.pinn`: the inverse problem, solved by least squares through the solver
+  and by a physics-informed network (torch is imported only when the PINN is used).
 """
 
 from core.drug_release.aif import estimate_bolus_arrival, mouse_aif, parker_aif, shift_aif
 from core.drug_release.cest import (CestCalibration, calibrate_ph, cest_ratio, default_calibration, ph_map,
                                     ph_map_from_z, simulate_z_spectrum)
 from core.drug_release.dce import curve_fit_tofts_loop, fit_patlak, fit_tofts, tofts_model
+from core.drug_release.inverse import InverseProblem, InverseResult, Unknown
+from core.drug_release.inverse_classical import fit_classical
 from core.drug_release.outcomes import (DEFAULT_LETHAL_AUC_UM_H, concentration_vs_distance, distance_to_vessel_um,
                                         exposure_auc, lethal_fraction, penetration_distance_um)
 from core.drug_release.pressure import FluidParams, TissueGrid, interstitial_pressure, interstitial_velocity
@@ -36,4 +41,5 @@ __all__ = [
     "TransportParams", "PlasmaInput", "TransportSolution", "simulate",
     "exposure_auc", "lethal_fraction", "distance_to_vessel_um", "concentration_vs_distance",
     "penetration_distance_um", "DEFAULT_LETHAL_AUC_UM_H",
+    "InverseProblem", "InverseResult", "Unknown", "fit_classical",
 ]

@@ -59,7 +59,9 @@ def test_pde_residual_falls_and_history_is_returned(fit_from_above):
 
 def test_reproducible_by_seed_on_cpu(problem):
     opts = dict(iterations=30, hidden=8, collocation=32, device="cpu")
-    a = pinn.fit_pinn(problem, seed=3, **opts)
+    calls = []
+    a = pinn.fit_pinn(problem, seed=3, progress=lambda f, msg: calls.append(f), **opts)
+    assert calls[-1] == 1.0 and all(0 < f <= 1 for f in calls)
     b = pinn.fit_pinn(problem, seed=3, **opts)
     c = pinn.fit_pinn(problem, seed=4, **opts)
     np.testing.assert_array_equal(a.history, b.history)
@@ -95,7 +97,7 @@ def test_interpolation_is_exact_for_bilinear_fields():
 @pytest.mark.parametrize("kw, word", [
     (dict(iterations=0), "iterations"), (dict(hidden=1.5), "hidden"), (dict(lr=-1.0), "lr"),
     (dict(collocation=2), "collocation"), (dict(ensemble=0), "ensemble"), (dict(warmup=0.7), "warmup"),
-    (dict(pde_weight=float("nan")), "pde_weight"), (dict(lbfgs=1.0), "lbfgs"),
+    (dict(pde_weight=float("nan")), "pde_weight"), (dict(layers=0), "layers"),
 ])
 def test_invalid_options_raise(problem, kw, word):
     with pytest.raises(InputError, match=word):
