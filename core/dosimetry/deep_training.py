@@ -685,7 +685,7 @@ def save_dose_bundle(model: DoseUNet, folder, *, nuclide: str, voxel_mm: float, 
     ModelCard
     """
     from core.dosimetry.nuclides import canonical_name
-    from core.learning.bundles import _card
+    from core.learning.bundles import build_card
     from core.learning.model_card import save_bundle
     from core.learning.training import cpu_state
 
@@ -714,7 +714,7 @@ def save_dose_bundle(model: DoseUNet, folder, *, nuclide: str, voxel_mm: float, 
                        "Eur J Nucl Med Mol Imaging 2021;48:670-682.",
                        "Mitchell M et al. Model cards for model reporting. FAT* 2019."),
     }
-    card = _card(Path(folder).name, defaults, fields)
+    card = build_card(Path(folder).name, defaults, fields)
     obj = {"config": dict(model.config), "state_dict": cpu_state(model), "nuclide": nuclide, "voxel_mm": vox,
            "history": list(history), "settings": dict(settings or {})}
     return save_bundle(folder, card, {MODEL_FILE: obj})

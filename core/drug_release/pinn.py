@@ -135,9 +135,9 @@ import time
 import numpy as np
 
 from core.drug_release.inverse import InverseProblem, InverseResult, with_parameters
-from core.drug_release.pressure import (_fluid_fields, filtration_rate_per_h, interstitial_pressure,
+from core.drug_release.pressure import (fluid_fields, filtration_rate_per_h, interstitial_pressure,
                                         interstitial_velocity, lymph_drainage_per_h)
-from core.drug_release.transport import _param_fields
+from core.drug_release.transport import param_fields
 from core.errors import InputError
 
 __all__ = ["fit_pinn", "PINN_DEFAULTS"]
@@ -203,8 +203,8 @@ class _Fields:
         g = problem.grid
         self.h = float(g.spacing_um)
         self.shape = g.shape
-        f = _param_fields(problem.base, g.shape)
-        _fluid_fields(problem.base.fluid, g.shape)
+        f = param_fields(problem.base, g.shape)
+        fluid_fields(problem.base.fluid, g.shape)
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a, float), dtype=torch.float32, device=dev)  # noqa: E731
         self.sv = t(g.vessel_surface_per_um)
         self.f = {k: t(v) for k, v in f.items()}

@@ -98,7 +98,7 @@ from core.errors import GeometryError, InputError
 __all__ = ["TissueGrid", "FluidParams", "interstitial_pressure", "interstitial_velocity",
            "filtration_rate_per_h", "lymph_drainage_per_h", "effective_pressure_mmhg",
            "check_grid", "check_field", "laplacian_matrix", "diffusion_matrix", "advection_matrix",
-           "linear_solver", "CM2_PER_MMHG_S", "CM_PER_MMHG_S", "PER_CM", "DIRECT_SOLVE_MAX_UNKNOWNS"]
+           "linear_solver", "fluid_fields", "CM2_PER_MMHG_S", "CM_PER_MMHG_S", "PER_CM", "DIRECT_SOLVE_MAX_UNKNOWNS"]
 
 #: 1 cm²/(mmHg s) in µm²/(mmHg h).
 CM2_PER_MMHG_S = 1e8 * 3600.0
@@ -272,7 +272,8 @@ _FLUID_RANGES = {
 }
 
 
-def _fluid_fields(fluid: FluidParams, shape) -> dict:
+def fluid_fields(fluid: FluidParams, shape) -> dict:
+    """Every field of ``fluid`` checked and broadcast to ``shape`` (pressure solve, solver and I-PINN)."""
     if not isinstance(fluid, FluidParams):
         raise InputError(f"expected FluidParams, got {type(fluid).__name__}", fix="Pass FluidParams(...).")
     out = {}
@@ -419,14 +420,14 @@ def advection_matrix(velocity, phi: np.ndarray, h: float):
 # ----------------------------------------------------------------------------- pressure and flow
 def filtration_rate_per_h(pressure_mmhg: np.ndarray, grid: TissueGrid, fluid: FluidParams = FluidParams()) -> np.ndarray:
     r"""Transvascular fluid filtration per tissue volume, :math:`J_v/V = L_p S/V (p_v - p - \sigma_T\Delta\pi)`, 1/h."""
-    f = _fluid_fields(fluid, grid.shape)
+    f = fluid_fields(fluid, grid.shape)
     pe = f["vascular_pressure_mmhg"] - f["osmotic_reflection"] * (f["plasma_oncotic_mmhg"] - f["interstitial_oncotic_mmhg"])
     return f["vessel_conductivity_um_per_mmhg_h"] * np.asarray(grid.vessel_surface_per_um, float) * (pe - pressure_mmhg)
 
 
 def lymph_drainage_per_h(pressure_mmhg: np.ndarray, grid: TissueGrid, fluid: FluidParams = FluidParams()) -> np.ndarray:
     r"""Lymphatic fluid drainage per tissue volume, :math:`L_{pL} S_L/V (p - p_L)`, 1/h."""
-    f = _fluid_fields(fluid, grid.shape)
+    f = fluid_fields(fluid, grid.shape)
     sl = np.broadcast_to(np.asarray(grid.lymphatic_surface_per_um, float), grid.shape)
     return f["lymphatic_conductivity_um_per_mmhg_h"] * sl * (pressure_mmhg - f["lymphatic_pressure_mmhg"])
 
@@ -456,7 +457,7 @@ def interstitial_pressure(grid: TissueGrid, fluid: FluidParams = FluidParams()) 
     True
     """
     check_grid(grid)
-    f = _fluid_fields(fluid, grid.shape)
+    f = fluid_fields(fluid, grid.shape)
     sv = np.asarray(grid.vessel_surface_per_um, float)
     sl = np.broadcast_to(np.asarray(grid.lymphatic_surface_per_um, float), grid.shape)
     a_v = f["vessel_conductivity_um_per_mmhg_h"] * sv
@@ -489,7 +490,7 @@ def interstitial_velocity(pressure_mmhg: np.ndarray, grid: TissueGrid,
     if p.shape != grid.shape or not np.all(np.isfinite(p)):
         raise GeometryError(f"pressure has shape {p.shape} (finite: {bool(np.all(np.isfinite(p)))}); grid is {grid.shape}",
                             fix="Give a finite IFP map (mmHg) on the grid, e.g. from interstitial_pressure(grid).")
-    k = np.asarray(_fluid_fields(fluid, grid.shape)["hydraulic_conductivity_um2_per_mmhg_h"], float)
+    k = np.asarray(fluid_fields(fluid, grid.shape)["hydraulic_conductivity_um2_per_mmhg_h"], float)
     h = float(grid.spacing_um)
     out = []
     for ax in range(p.ndim):

@@ -130,7 +130,7 @@ from core.drug_release.pressure import (CM_PER_MMHG_S, Field, FluidParams, Tissu
                                         lymph_drainage_per_h)
 from core.errors import GeometryError, InputError, TimingError
 
-__all__ = ["TransportParams", "PlasmaInput", "MassLedger", "TransportSolution", "simulate",
+__all__ = ["TransportParams", "PlasmaInput", "MassLedger", "TransportSolution", "simulate", "param_fields",
            "MAX_DT_FRACTION", "CM2_PER_S"]
 
 #: 1 cm²/s in µm²/h.
@@ -196,7 +196,8 @@ _RANGES = {
 }
 
 
-def _param_fields(params: TransportParams, shape) -> dict:
+def param_fields(params: TransportParams, shape) -> dict:
+    """Every field of ``params`` checked and broadcast to ``shape`` (the solver and the I-PINN use these)."""
     if not isinstance(params, TransportParams):
         raise InputError(f"expected TransportParams, got {type(params).__name__}", fix="Pass TransportParams(...).")
     out = {k: np.broadcast_to(check_field(getattr(params, k), f"TransportParams.{k}", shape, low=lo, high=hi,
@@ -497,7 +498,7 @@ def simulate(grid: TissueGrid, params: TransportParams = TransportParams(), plas
     check_grid(grid)
     shape, n = grid.shape, int(np.prod(grid.shape))
     h, vol = float(grid.spacing_um), grid.voxel_volume
-    f = _param_fields(params, shape)
+    f = param_fields(params, shape)
     if not isinstance(plasma, PlasmaInput):
         raise InputError(f"expected PlasmaInput, got {type(plasma).__name__}",
                          fix="Use PlasmaInput.liposomal(...) or PlasmaInput.free_drug(...).")

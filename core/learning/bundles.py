@@ -20,7 +20,7 @@ from core.learning.mae import MAEConfig, MaskedAutoencoder3D, ViTClassifier
 from core.learning.training import ClassifierResult, PretrainResult, cpu_state
 
 __all__ = ["save_encoder", "load_encoder", "save_classifier", "load_classifier", "ENCODER_FILE",
-           "CLASSIFIER_FILE", "LIMITATIONS"]
+           "CLASSIFIER_FILE", "LIMITATIONS", "build_card"]
 
 ENCODER_FILE = "encoder.joblib"
 CLASSIFIER_FILE = "classifier.joblib"
@@ -43,7 +43,9 @@ def _history_summary(history: list[dict], best_epoch: int) -> dict:
     return out
 
 
-def _card(name: str, defaults: dict, card_fields: dict | None):
+def build_card(name: str, defaults: dict, card_fields: dict | None):
+    """A ModelCard with the house defaults (date, code version, limitations) updated by ``defaults`` and
+    the caller's ``card_fields``; unknown card fields raise. Used by every bundle writer."""
     from datetime import datetime, timezone
 
     from core.learning.model_card import ModelCard, code_version
@@ -101,7 +103,7 @@ def save_encoder(result: PretrainResult | MaskedAutoencoder3D, directory, card_f
         "references": ("He K et al. Masked autoencoders are scalable vision learners. CVPR 2022.",
                        "Mitchell M et al. Model cards for model reporting. FAT* 2019."),
     }
-    card = _card(Path(directory).name, defaults, card_fields)
+    card = build_card(Path(directory).name, defaults, card_fields)
     from core.learning.model_card import save_bundle
 
     return save_bundle(directory, card, {ENCODER_FILE: {"config": config, "state_dict": cpu_state(model),
@@ -175,7 +177,7 @@ def save_classifier(result: ClassifierResult, directory, card_fields: dict | Non
         "references": ("Mitchell M et al. Model cards for model reporting. FAT* 2019.",
                        "Collins GS et al. TRIPOD+AI statement. BMJ 2024;385:e078378."),
     }
-    card = _card(Path(directory).name, defaults, card_fields)
+    card = build_card(Path(directory).name, defaults, card_fields)
     from core.learning.model_card import save_bundle
 
     obj = {"arch": arch, "config": config, "state_dict": cpu_state(model), "history": result.history,
