@@ -13,6 +13,7 @@ pages = {
         st.Page("pages/kinetics.py", title="PET kinetics", icon=":material/monitoring:", url_path="kinetics"),
         st.Page("pages/diagnosis.py", title="AI diagnosis", icon=":material/psychology:", url_path="diagnosis"),
         st.Page("pages/dosimetry.py", title="Dosimetry", icon=":material/radiology:", url_path="dosimetry"),
+        st.Page("pages/drug_release.py", title="Drug release", icon=":material/science:", url_path="drug-release"),
     ],
     "Cohorts and models": [
         st.Page("pages/cohort.py", title="Radiomics cohort", icon=":material/query_stats:", url_path="cohort"),

@@ -73,11 +73,21 @@ def cmd_demo(args) -> int:
                                           site=args.site, progress=progress)
         bar.close()
         print(f"Wrote {args.therapy} synthetic 177Lu-PSMA therapy patients to {Path(args.out) / 'therapy'}.")
+    drug = None
+    if args.drug > 0:
+        from pathlib import Path
+
+        from core.phantoms.drug_cohort import generate_drug_demo
+
+        bar, progress = _bar("drug-release studies")
+        drug = generate_drug_demo(Path(args.out) / "drug", n=args.drug, seed=args.seed, progress=progress)
+        bar.close()
+        print(f"Wrote {args.drug} synthetic preclinical drug-release studies to {Path(args.out) / 'drug'}.")
     if args.do_import:
         from pathlib import Path
 
         ids = []
-        for path in (manifest, therapy):
+        for path in (manifest, therapy, drug):
             if path is None:
                 continue
             path = Path(path)
@@ -191,6 +201,8 @@ def main(argv=None) -> int:
     p.add_argument("--site", default="A", help="scanner site preset (see core/phantoms/README.md)")
     p.add_argument("--import", dest="do_import", action="store_true", help="also import into the case store")
     p.add_argument("--therapy", type=int, default=3, help="177Lu-PSMA therapy patients besides the FDOPA ones")
+    p.add_argument("--drug", type=int, default=3,
+                   help="preclinical drug-release studies (free drug, liposomes, thermosensitive liposomes)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("import", help="import a NIfTI file, DICOM folder or DICOM zip")

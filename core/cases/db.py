@@ -121,6 +121,11 @@ def init_db(url: str | None = None, *, engine: Engine | None = None) -> Engine:
     if current_revision(engine) == head_revision():
         return engine
     cfg = alembic_config()
+    if engine.dialect.name == "sqlite":  # env.py manages the transaction (foreign keys off while rebuilding)
+        with engine.connect() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+        return engine
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":  # two processes starting at once: one migrates
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})

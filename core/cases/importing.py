@@ -187,9 +187,11 @@ def _description(volume: Volume) -> str | None:
     return str(value)[:256] if value else None
 
 
-#: Roles that may hold several time frames: a dynamic PET, and a quantitative SPECT acquired at
-#: several times after a therapy (one frame per acquisition, frame times from injection).
-_TIME_SERIES_ROLES = ("dynamic_pet", "spect")
+#: Roles that may hold several frames: a dynamic PET, a quantitative SPECT acquired at several
+#: times after a therapy (one frame per acquisition, frame times from injection), and the
+#: preclinical MRI series whose frames are times (DCE, drug relaxometry) or acquisitions in
+#: order whose axis the sidecar names (VFA flip angles, CEST offsets).
+_TIME_SERIES_ROLES = ("dynamic_pet", "spect", "dce", "vfa", "cest", "delta_r2star", "delta_r1")
 
 
 def _check_role(role: str, volume: Volume, path: Path | str) -> str:
@@ -203,7 +205,8 @@ def _check_role(role: str, volume: Volume, path: Path | str) -> str:
     if role not in _TIME_SERIES_ROLES and dynamic:
         raise CaseStoreError(f"this image has {volume.data.shape[-1]} time frames; role {role!r} is for "
                              "static images", path=path,
-                             fix="Import it as dynamic_pet (PET) or spect (quantitative SPECT time points).")
+                             fix="Import it as dynamic_pet (PET), spect (quantitative SPECT time points) or, for "
+                                 "preclinical MRI, dce, vfa, cest, delta_r2star or delta_r1.")
     return role
 
 

@@ -63,7 +63,14 @@ __all__ = [
 #: What a series is for. ``dynamic_pet`` is 4D with frame timing, ``spect`` may be (one frame per
 #: acquisition after a therapy, times from injection); MRI roles are set by
 #: the importer or the cohort manifest (they cannot be told reliably from the header).
-SERIES_ROLES = ("dynamic_pet", "static_pet", "t1", "t1c", "flair", "ct", "spect", "other")
+#: Preclinical drug-release MRI (revision 0003): ``dce`` (DCE-MRI signal, frames in time),
+#: ``vfa`` (variable-flip-angle T1 mapping; one frame per flip angle, angles in the sidecar's
+#: ``FlipAngles``), ``cest`` (Z-spectrum; one frame per saturation offset, ``OffsetsPpm``),
+#: ``delta_r2star`` and ``delta_r1`` (relaxation-rate changes of the carrier label and the
+#: released drug, one frame per imaging time point), ``vessel_map`` (vessel surface per
+#: tissue volume, 1/µm) and ``temperature`` (°C, MR thermometry during heating).
+SERIES_ROLES = ("dynamic_pet", "static_pet", "t1", "t1c", "flair", "ct", "spect", "other",
+                "dce", "vfa", "cest", "delta_r2star", "delta_r1", "vessel_map", "temperature")
 #: Format the series arrived in.
 ORIGINAL_FORMATS = ("nifti", "dicom")
 #: Who drew a mask: a user, the demo generator, or an engine.

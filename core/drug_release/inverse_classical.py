@@ -8,7 +8,7 @@ minimising
 
    \Phi(\boldsymbol\theta) = \tfrac12 \sum_{s,k,i}
        \Bigl(\frac{\hat c_s(t_k, \mathbf r_i; e^{\boldsymbol\theta}) - c_s^{obs}(t_k, \mathbf r_i)}
-                  {\sigma}\Bigr)^2,
+                  {\sigma_s}\Bigr)^2,
 
 over the observed species :math:`s` (``"encapsulated"`` and ``"released"``), the imaging
 times :math:`t_k` and the **tumour voxels** :math:`\mathbf r_i` (default; ``voxels="all"``
@@ -16,7 +16,10 @@ uses the whole grid). The tumour is where the unknowns are defined
 (:mod:`core.drug_release.inverse`); host tissue has its own physiology that the scalar
 unknowns do not describe. :math:`\hat c` is one forward solve of
 :func:`core.drug_release.transport.simulate` (saving only the imaging times) and
-:math:`\sigma` = :attr:`InverseProblem.noise_sd_uM`. The minimiser is
+:math:`\sigma_s` = :meth:`InverseProblem.noise_sd` the noise SD of species :math:`s` (one
+figure for both, or one per species when the carrier and released-drug maps have different
+noise: then the better-measured map weighs more, the maximum-likelihood weighting for
+independent Gaussian noise). The minimiser is
 ``scipy.optimize.least_squares`` (trust-region reflective by default, bounds honoured).
 
 Jacobian
@@ -45,7 +48,14 @@ Gauss-Newton approximation of the covariance of :math:`\boldsymbol\theta` at the
 parameters to first order: :math:`\mathrm{sd}(x_i) = x_i\sqrt{\mathrm{Cov}_{ii}}`. Scaling
 by :math:`s^2` absorbs a misstated noise level (and makes the SD tiny on noise-free data);
 ``extra["std_noise_model"]`` holds the unscaled :math:`(J^TJ)^{-1}` SDs (the Cramér-Rao
-bound if :math:`\sigma` is right). **Non-identifiable settings are reported**: the SVD of
+bound if the :math:`\sigma_s` are right). :math:`s^2` is one factor for both species: it
+corrects a common misstatement of the noise, not a wrong ratio between the species' SDs;
+``extra["chi2_reduced_per_species"]`` (each species' :math:`\sum r^2` over its number of
+residuals, with its share of the :math:`n` degrees of freedom) shows such a ratio, and
+:func:`estimate_noise_sd` turns the residuals of a fit into per-species SDs for a second,
+reweighted fit (feasible generalised least squares, Carroll & Ruppert 1988).
+
+**Non-identifiable settings are reported**: the SVD of
 :math:`J` gives its condition number; singular values below ``1e-8`` x the largest span
 directions the data do not constrain, and every parameter taking part in them (squared
 component > 0.01) gets ``std = inf`` with a line in ``extra["warnings"]``; a condition
@@ -57,6 +67,7 @@ References
 .. [1] Bates DM, Watts DG. Nonlinear Regression Analysis and Its Applications. Wiley, 1988.
 .. [2] Branch MA, Coleman TF, Li Y. A subspace, interior, and conjugate gradient method for
    large-scale bound-constrained minimization problems. SIAM J Sci Comput 1999;21:1-23.
+.. [3] Carroll RJ, Ruppert D. Transformation and Weighting in Regression. Chapman & Hall, 1988.
 """
 
 from __future__ import annotations
@@ -72,7 +83,7 @@ from core.drug_release.pressure import interstitial_pressure
 from core.drug_release.transport import MAX_DT_FRACTION, simulate
 from core.errors import InputError
 
-__all__ = ["fit_classical", "ForwardModel", "SINGULAR_RTOL", "MAX_CONDITION"]
+__all__ = ["fit_classical", "estimate_noise_sd", "ForwardModel", "SINGULAR_RTOL", "MAX_CONDITION"]
 
 #: Singular values of J below this fraction of the largest are treated as zero (non-identifiable).
 SINGULAR_RTOL = 1e-8
@@ -109,8 +120,9 @@ class ForwardModel:
     """Scaled residuals of an :class:`InverseProblem` as a function of the log parameters.
 
     ``residuals(theta)`` runs one forward solve and returns
-    :math:`(\\hat c - c^{obs})/\\sigma` over the masked voxels, species ``OBSERVED`` stacked, times
-    in order. Counts the forward solves; reuses the interstitial pressure when
+    :math:`(\\hat c_s - c_s^{obs})/\\sigma_s` over the masked voxels, species ``OBSERVED`` stacked
+    (``species_slices`` gives each one's block), times in order, :math:`\\sigma_s` =
+    ``problem.noise_sd(s)``. Counts the forward solves; reuses the interstitial pressure when
     ``vascular_pressure_mmhg`` is not an unknown.
 
     Examples
@@ -131,6 +143,10 @@ class ForwardModel:
         self._pressure = (None if "vascular_pressure_mmhg" in self.names
                           else interstitial_pressure(problem.grid, problem.base.fluid))
         self._obs = np.concatenate([np.asarray(problem.observed[s], float)[:, self.mask].ravel() for s in OBSERVED])
+        n_each = problem.times_h.size * int(self.mask.sum())
+        self.species_slices = {s: slice(i * n_each, (i + 1) * n_each) for i, s in enumerate(OBSERVED)}
+        self._sigma = (problem.noise_sd_uM if not isinstance(problem.noise_sd_uM, dict)
+                       else np.repeat([problem.noise_sd(s) for s in OBSERVED], n_each))
         self._last = (None, None)
 
     def params(self, theta) -> dict:
@@ -140,7 +156,7 @@ class ForwardModel:
         """Predicted observations (``OBSERVED`` -> (n_times, *grid.shape), µM) at ``exp(theta)``."""
         p = self.problem
         t0 = time.perf_counter()
-        sol = simulate(p.grid, with_parameters(p.base, self.params(theta)), p.plasma, t_end_h=float(p.times_h[-1]),
+        sol = simulate(p.grid, p.parameters(self.params(theta)), p.plasma, t_end_h=float(p.times_h[-1]),
                        dt_h=p.dt_h, save_times_h=p.times_h, pressure_mmhg=self._pressure)
         self.forward_seconds += time.perf_counter() - t0
         self.forward_solves += 1
@@ -148,7 +164,7 @@ class ForwardModel:
 
     def _scaled(self, pred: dict) -> np.ndarray:
         flat = np.concatenate([pred[s][:, self.mask].ravel() for s in OBSERVED])
-        return (flat - self._obs) / self.problem.noise_sd_uM
+        return (flat - self._obs) / self._sigma
 
     def residuals(self, theta) -> np.ndarray:
         theta = np.asarray(theta, float)
@@ -211,6 +227,71 @@ def _covariance(jac: np.ndarray, cost: float, names, values, active, status_nfev
     return std, std_noise, cond, chi2_red, corr, warnings
 
 
+def _dof_fraction(m: int, n: int) -> float:
+    """Share of the residuals left after fitting n parameters, 1 - n/m (spread evenly over species)."""
+    return 1.0 - n / m
+
+
+def estimate_noise_sd(problem: InverseProblem, result: InverseResult) -> dict:
+    r"""Noise SD of each observed species from the residuals of a classical fit, µM.
+
+    .. math:: \hat\sigma_s = \sqrt{\frac{\sum_{k,i} (\hat c_s - c_s^{obs})^2}{m_s (1 - n/m)}}
+
+    over the voxels the fit used (``result.extra["voxels"]``), :math:`m_s` residuals of
+    species :math:`s`, :math:`m` in all and :math:`n` unknowns (the degrees of freedom
+    spent by the fit shared in proportion). Use it for a second fit weighted by the
+    estimated SDs (feasible generalised least squares, Carroll & Ruppert 1988): fit with one
+    SD, estimate, ``dataclasses.replace(problem, noise_sd_uM=sds)``, fit again. It is sound
+    when the model fits (residuals are noise): a misfit of the model, a parameter held at a
+    wrong value, or a fit that has not converged inflates the estimate of the species it
+    affects. Check ``result.extra["warnings"]`` first.
+
+    Parameters
+    ----------
+    problem : InverseProblem
+        The problem that was fitted.
+    result : InverseResult
+        Its :func:`fit_classical` result (``method="classical"``).
+
+    Returns
+    -------
+    dict
+        Species of :data:`~core.drug_release.inverse.OBSERVED` -> SD, µM; a dict that
+        ``InverseProblem(noise_sd_uM=...)`` accepts.
+
+    Examples
+    --------
+    >>> import dataclasses
+    >>> from core.drug_release.inverse_demo import synthetic_problem
+    >>> prob, _ = synthetic_problem(12, times_h=(1.0, 4.0), unknowns=("release_per_h",))
+    >>> sds = estimate_noise_sd(prob, fit_classical(prob))
+    >>> sorted(sds) == sorted(prob.observed)
+    True
+    >>> refit = fit_classical(dataclasses.replace(prob, noise_sd_uM=sds))
+    """
+    if not isinstance(result, InverseResult) or result.method != "classical" or "predicted" not in result.extra:
+        raise InputError(f"expected a classical InverseResult, got {type(result).__name__}"
+                         f"{' of method ' + repr(result.method) if isinstance(result, InverseResult) else ''}",
+                         fix="Pass the result of fit_classical(problem).")
+    voxels = result.extra.get("voxels", "tumour")
+    mask = _check_problem(problem, voxels)
+    n = len(result.estimates)
+    m = len(OBSERVED) * problem.times_h.size * int(mask.sum())
+    out = {}
+    for s in OBSERVED:
+        pred = np.asarray(result.extra["predicted"][s], float)
+        if pred.shape != np.shape(problem.observed[s]):
+            raise InputError(f"the result predicts {s} of shape {pred.shape}, the problem observes "
+                             f"{np.shape(problem.observed[s])}", fix="Pass the problem that was fitted.")
+        r = (pred - np.asarray(problem.observed[s], float))[:, mask]
+        sd = float(np.sqrt(np.sum(r ** 2) / (r.size * _dof_fraction(m, n))))
+        if not sd > 0:
+            raise InputError(f"the residuals of {s} are exactly zero: its noise SD cannot be estimated",
+                             fix="Keep the stated noise SD (noise-free data).")
+        out[s] = sd
+    return out
+
+
 def fit_classical(problem: InverseProblem, *, method: str = "trf", max_nfev: int = 50, diff_step: float = 1e-4,
                   voxels: str = "tumour", progress: Callable[[int, float], None] | None = None) -> InverseResult:
     r"""Estimate the unknowns of ``problem`` by weighted least squares through the forward solver.
@@ -238,7 +319,9 @@ def fit_classical(problem: InverseProblem, *, method: str = "trf", max_nfev: int
         parameters the data do not constrain); ``history`` the cost :math:`\Phi` of each
         residual evaluation; ``iterations`` the Jacobian evaluations; ``pressure_mmhg`` the
         IFP of the estimates; ``extra``: ``forward_solves``, ``forward_s`` (time in
-        forward solves), ``nfev``, ``njev``, ``cost``, ``chi2_reduced``, ``n_residuals``,
+        forward solves), ``nfev``, ``njev``, ``cost``, ``chi2_reduced``,
+        ``chi2_reduced_per_species`` (species -> reduced chi-square of its residuals, ~1 when
+        its stated noise SD is right), ``n_residuals``,
         ``condition_number``, ``correlation`` (log-parameter correlation matrix, order of
         ``problem.names``), ``std_noise_model``, ``status``, ``message``, ``predicted``
         (observations of the estimates) and ``warnings`` (list of str).
@@ -285,9 +368,13 @@ def fit_classical(problem: InverseProblem, *, method: str = "trf", max_nfev: int
     fluid = with_parameters(problem.base, estimates).fluid
     pressure = interstitial_pressure(problem.grid, fluid)
     predicted = model.predict(res.x)
+    dof = _dof_fraction(res.fun.size, len(names))
+    chi2_species = {s: float(np.sum(res.fun[sl] ** 2) / ((sl.stop - sl.start) * dof))
+                    for s, sl in model.species_slices.items()}
     extra = {
         "forward_solves": model.forward_solves, "forward_s": model.forward_seconds, "nfev": int(res.nfev),
         "njev": int(res.njev or 0), "cost": float(res.cost), "chi2_reduced": float(chi2_red),
+        "chi2_reduced_per_species": chi2_species,
         "n_residuals": int(res.fun.size), "condition_number": cond, "correlation": corr,
         "std_noise_model": std_noise, "status": int(res.status), "message": str(res.message),
         "predicted": predicted, "voxels": voxels, "warnings": warnings,

@@ -6,9 +6,9 @@ Units as in :mod:`core.drug_release.transport`: hours, µm, µM (doxorubicin per
   the saved times of a :class:`~core.drug_release.transport.TransportSolution` (save densely
   enough to resolve the fast free-drug peak; the default saves every step up to 240).
 * **Lethal fraction**: share of tumour voxels whose AUC reaches a threshold. Default
-  threshold :data:`DEFAULT_LETHAL_AUC_UM_H` = 1.0 µM·h of free drug per tissue volume (this
-  work: a configurable placeholder of the order of in-vitro doxorubicin exposures; set it
-  from the cell line's clonogenic data when known).
+  threshold :data:`DEFAULT_LETHAL_AUC_UM_H` = 1.0 µM·h of free drug per tissue volume
+  (this work): a configurable placeholder, not a literature value. Set it from the cell
+  line's clonogenic data when known (see "The lethal threshold" below).
 * **Distance to the nearest vessel**: Euclidean distance transform
   (``scipy.ndimage.distance_transform_edt``) between voxel centres, in µm; vessel voxels
   (S/V > 0) are at 0, their neighbours at one spacing.
@@ -18,11 +18,50 @@ Units as in :mod:`core.drug_release.transport`: hours, µm, µM (doxorubicin per
   between bin centres. Primeau et al. (2005) measured doxorubicin fluorescence falling with
   distance from vessels in this way.
 
+The lethal threshold
+--------------------
+No literature figure for a lethal *exposure* (AUC) of doxorubicin could be verified for this
+default, so 1.0 µM·h is ours (this work). What the literature we read does say:
+
+* the tumour-cord model of Eikenberry (2009) and the liposome model of Zhan & Xu (2013)
+  decide cell death from the **peak intracellular** concentration, not from an AUC; the
+  physiological model of Harashima et al. (1999) drives its cell-kill kinetics with the
+  **free extracellular** doxorubicin (and finds an optimum liposomal release rate constant
+  around 0.06 /h);
+* in vitro, one study of human mammary epithelial cells found clonogenic dose-response
+  curves after 1 h and 4 h exposures superimposable against concentration x time (the AUC
+  is the right measure over such exposures), while one of mouse sarcoma cells found that a
+  long low exposure kills less than a short high one of the same AUC (the peak matters over
+  longer ones). A single AUC threshold is therefore a simplification for exposures of a few
+  hours.
+
+Which species: :func:`exposure_auc` integrates any of them. ``"free"`` (default) is the
+extracellular free drug, the quantity in-vitro exposures are stated in; ``"bound"`` is the
+cell-associated (intracellular) drug, the quantity the peak-intracellular models above use;
+``"total"`` includes the encapsulated drug, which is not bioavailable and should not be
+used for kill. Use one species consistently with the threshold's source.
+
+Units: our concentrations are **per tissue volume**. An in-vitro threshold is a
+concentration in the medium, which corresponds to the **interstitial fluid**
+concentration :math:`c_F/\varphi` (interstitial fraction :math:`\varphi`, 0.3 by default in
+:class:`~core.drug_release.transport.TransportParams`): a medium
+exposure of :math:`A` µM·h is reached where the tissue AUC is :math:`\varphi A`. Pass
+``interstitial_fraction`` to :func:`lethal_fraction` to compare :math:`\mathrm{AUC}/\varphi`
+with a threshold stated as a medium exposure. Mass units: 1 µg/ml of doxorubicin
+(free base, 543.5 g/mol) is 1.84 µM; of the hydrochloride (580.0 g/mol) 1.72 µM.
+
 References
 ----------
 .. [1] Primeau AJ, Rendon A, Hedley D, Lilge L, Tannock IF. The distribution of the
    anticancer drug doxorubicin in relation to blood vessels in solid tumors. Clin Cancer Res
    2005;11:8782-8788.
+.. [2] Eikenberry S. A tumor cord model for doxorubicin delivery and dose optimization in
+   solid tumors. Theor Biol Med Model 2009;6:16.
+.. [3] Zhan W, Xu XY. A mathematical model for thermosensitive liposomal delivery of
+   doxorubicin to solid tumour. J Drug Deliv 2013;2013:172529.
+.. [4] Harashima H, Iida S, Urakami Y, Tsuchihashi M, Kiwada H. Optimization of antitumor
+   effect of liposomally encapsulated doxorubicin based on simulations by
+   pharmacokinetic/pharmacodynamic modeling. J Control Release 1999;61:93-106.
 """
 
 from __future__ import annotations
@@ -39,7 +78,8 @@ from core.errors import GeometryError, InputError, MaskError
 __all__ = ["exposure_auc", "lethal_fraction", "distance_to_vessel_um", "concentration_vs_distance",
            "penetration_distance_um", "DEFAULT_LETHAL_AUC_UM_H"]
 
-#: Default lethal exposure, µM·h of free drug (this work; configurable).
+#: Default lethal exposure, µM·h of free drug per tissue volume (this work: a placeholder; no literature
+#: AUC threshold could be verified, see the module docstring).
 DEFAULT_LETHAL_AUC_UM_H = 1.0
 
 
@@ -65,12 +105,28 @@ def exposure_auc(solution, species: str = "free") -> np.ndarray:
     return np.trapezoid(c, t, axis=0)
 
 
-def lethal_fraction(auc, tumour_mask, threshold_uM_h: float = DEFAULT_LETHAL_AUC_UM_H) -> float:
+def lethal_fraction(auc, tumour_mask, threshold_uM_h: float = DEFAULT_LETHAL_AUC_UM_H,
+                    interstitial_fraction=None) -> float:
     """Fraction of tumour voxels whose exposure AUC is at or above ``threshold_uM_h``.
+
+    Parameters
+    ----------
+    auc : ndarray
+        Exposure per voxel, µM·h per tissue volume, from :func:`exposure_auc` (``"free"`` for
+        the extracellular drug, ``"bound"`` for the cell-associated drug; module docstring).
+    tumour_mask : bool ndarray of the same shape
+    threshold_uM_h : float, default=DEFAULT_LETHAL_AUC_UM_H (1.0, this work)
+        Lethal exposure, µM·h, > 0.
+    interstitial_fraction : float or ndarray of auc's shape, optional
+        When given, ``auc / interstitial_fraction`` (the exposure of the interstitial fluid,
+        comparable to an in-vitro medium exposure) is compared with the threshold; each
+        value in (0, 1]. Default: ``auc`` itself.
 
     Examples
     --------
     >>> lethal_fraction(np.array([0.5, 2.0, 3.0]), np.array([True, True, False]))
+    0.5
+    >>> lethal_fraction(np.array([0.5, 2.0]), np.array([True, True]), 4.0, interstitial_fraction=0.5)
     0.5
     """
     a = np.asarray(auc, float)
@@ -87,6 +143,17 @@ def lethal_fraction(auc, tumour_mask, threshold_uM_h: float = DEFAULT_LETHAL_AUC
                          fix="Give the lethal exposure in µM·h, e.g. 1.0.")
     if not np.all(np.isfinite(a[m])):
         raise InputError("the AUC map holds NaN or infinite values in the tumour", fix="Check the simulation.")
+    if interstitial_fraction is not None:
+        try:
+            phi = np.broadcast_to(np.asarray(interstitial_fraction, float), a.shape)
+        except (ValueError, TypeError):
+            raise InputError(f"interstitial_fraction of shape {np.shape(interstitial_fraction)} does not fit the "
+                             f"AUC map {a.shape}", fix="Give a scalar or a map on the same grid.") from None
+        bad = ~((phi > 0) & (phi <= 1))
+        if np.any(bad[m]):
+            raise InputError(f"interstitial_fraction = {float(phi[m][bad[m]][0])!r} is not a volume fraction in (0, 1]",
+                             fix="Give the interstitial volume fraction, e.g. 0.3 (TransportParams default).")
+        a = np.where(m, a / np.where(bad, 1.0, phi), a)
     return float(np.mean(a[m] >= thr))
 
 

@@ -26,17 +26,21 @@ Loss (in units of the observation noise)
 ----------------------------------------
 .. math::
 
-   \mathcal L = \frac{1}{N_d}\sum \Bigl(\frac{c_L - y_L}{\sigma}\Bigr)^2 + \Bigl(\frac{c_F + c_B - y_R}{\sigma}\Bigr)^2
-   \;+\; w\,\frac{1}{3N_c}\sum_{k}\sum_{j}\Bigl(\frac{r_k(x_j, t_j)}{\sigma\,\rho_k}\Bigr)^2
+   \mathcal L = \frac{1}{N_d}\sum \Bigl(\frac{c_L - y_L}{\sigma_L}\Bigr)^2
+   + \Bigl(\frac{c_F + c_B - y_R}{\sigma_R}\Bigr)^2
+   \;+\; w\,\frac{1}{3N_c}\sum_{k}\sum_{j}\Bigl(\frac{r_k(x_j, t_j)}{\sigma_k\,\rho_k}\Bigr)^2
 
-* data term: the same weighting as the classical inverse, (pred - obs)/noise_sd, on every
-  voxel centre at every imaging time, for the two observed species (:math:`N_d` values in
-  all, so that the term is ~1 at the noise level)
-  (:data:`~core.drug_release.inverse.OBSERVED`);
+* data term: the same weighting as the classical inverse, (pred - obs)/noise_sd of the
+  species (:math:`\sigma_L` = ``problem.noise_sd("encapsulated")``, :math:`\sigma_R` =
+  ``problem.noise_sd("released")``; equal when the problem gives one SD), on every voxel
+  centre at every imaging time, for the two observed species (:math:`N_d` values in all, so
+  that the term is ~1 at the noise level) (:data:`~core.drug_release.inverse.OBSERVED`);
 * PDE term: the residuals :math:`r_k = \partial_t c_k - \mathrm{rhs}_k` of the three
   transport equations at ``collocation`` random points per iteration (uniform in space,
   :math:`t = T u^2` in time, denser early when the drug rises), derivatives by automatic
-  differentiation. Residual :math:`k` is divided by :math:`\sigma\rho_k` with
+  differentiation. Residual :math:`k` is divided by :math:`\sigma_k\rho_k`, with
+  :math:`\sigma_k` the noise SD of the map that observes species :math:`k` (:math:`\sigma_L`
+  for the carrier, :math:`\sigma_R` for free and bound drug), and
   :math:`\rho_k = 1/T + \kappa_k` and :math:`\kappa_k` the largest first-order loss rate of
   species :math:`k` (exchange with plasma, drainage, release or uptake, at the start
   values): a residual that would offset the quasi-steady concentration by one noise SD
@@ -211,13 +215,16 @@ class _Fields:
         b, a = _pressure_parts(problem)
         self.pb, self.pa = {k: t(v) for k, v in b.items()}, {k: t(v) for k, v in a.items()}
         self.upwind = bool(upwind_diffusion)
+        pattern = problem.carrier_permeability_pattern
+        self.pattern = t(np.ones(g.shape) if pattern is None else pattern)
 
     def build(self, values: dict):
         """Channel stack (C, H, W); ``values`` maps unknown names to torch scalars."""
         f = dict(self.f)
         for k in ("release_per_h", "diffusion_free_um2_per_h", "permeability_carrier_um_per_h"):
             if k in values:
-                f[k] = values[k] * self.torch.ones_like(self.sv)
+                f[k] = values[k] * (self.pattern if k == "permeability_carrier_um_per_h" else
+                                    self.torch.ones_like(self.sv))
         pv = values.get("vascular_pressure_mmhg", self.torch.zeros((), device=self.sv.device))
         fl = {k: self.pb[k] + pv * self.pa[k] for k in self.pb}
         phi, sv, relu = f["interstitial_fraction"], self.sv, self.torch.relu
@@ -315,10 +322,14 @@ class _Model:
         self.t_end = float(problem.times_h[-1])
         self.tau = self.t_end / 50.0
         obs = problem.observed
-        s_l = max(float(np.max(obs["encapsulated"])), problem.noise_sd_uM)
-        s_r = max(float(np.max(obs["released"])), problem.noise_sd_uM)
+        self.sigma_l = problem.noise_sd("encapsulated")
+        self.sigma_r = problem.noise_sd("released")
+        s_l = max(float(np.max(obs["encapsulated"])), self.sigma_l)
+        s_r = max(float(np.max(obs["released"])), self.sigma_r)
         self.scale = torch.tensor([s_l, s_r, s_r], dtype=torch.float32, device=dev)
-        self.sigma = float(problem.noise_sd_uM)
+        # PDE residual of carrier, free, bound drug in units of the noise of the map that observes it
+        self.sigma = (self.sigma_l if self.sigma_l == self.sigma_r else
+                      torch.tensor([self.sigma_l, self.sigma_r, self.sigma_r], dtype=torch.float32, device=dev))
         lo = np.log([u.bounds[0] for u in problem.unknowns])
         hi = np.log([u.bounds[1] for u in problem.unknowns])
         frac = np.clip((np.log(problem.initial_vector()) - lo) / (hi - lo), 1e-4, 1 - 1e-4)
@@ -352,8 +363,8 @@ class _Model:
 
     def data_loss(self):
         c = self.conc(self.data_pts)
-        rl = (c[:, 0] - self.obs_l) / self.sigma
-        rr = (c[:, 1] + c[:, 2] - self.obs_r) / self.sigma
+        rl = (c[:, 0] - self.obs_l) / self.sigma_l
+        rr = (c[:, 1] + c[:, 2] - self.obs_r) / self.sigma_r
         return 0.5 * ((rl ** 2).mean() + (rr ** 2).mean())
 
     def sample(self, n):

@@ -22,7 +22,7 @@ One study is a 2D slice (default 64 x 64 voxels of 100 µm) of a subcutaneous mo
     :data:`TRANSIT_TIME_S` through a voxel's vessels, :math:`c_{pL}(t)(1 - e^{-k(T)\tau})`,
     is added to the plasma free drug of that voxel (``simulate(local_plasma_free=...)``).
     Heating stopping is modelled by running the solver in periods
-    (:func:`~core.phantoms.drug_tumour_vessels.simulate_piecewise`); simulated 0-24 h.
+    (:func:`~core.drug_release.piecewise.simulate_piecewise`); simulated 0-24 h.
 
 Imaging (this work unless cited; all voxel maps (H, W), time on the last axis)
 ----------------------------------------------------------------------------
@@ -436,9 +436,9 @@ def inverse_problem(study: DrugStudy, unknowns=None) -> InverseProblem:
 
     Known: the grid (vessel surface map, tumour, lymphatics), the plasma curves and every
     transport parameter of the truth except the unknowns, which replace their (scalar or
-    field) truth by one scalar. Compare the estimates with ``study.truth`` (tumour values;
-    for a heterogeneous permeability the S/V-weighted tumour mean). Exact for the
-    ``"liposome"`` scenario generated with ``heterogeneous=False``.
+    field) truth by one scalar; the carrier permeability keeps the pattern of its field
+    (``carrier_permeability_pattern``), the unknown being its S/V-weighted tumour mean. Compare
+    the estimates with ``study.truth``. Exact for the ``"liposome"`` scenario.
 
     Parameters
     ----------
@@ -486,9 +486,12 @@ def inverse_problem(study: DrugStudy, unknowns=None) -> InverseProblem:
     if study.scenario == "free" and any(u.name in ("release_per_h", "permeability_carrier_um_per_h") for u in items):
         raise InputError("free drug has no carrier: release and carrier permeability are not identifiable",
                          fix="Estimate diffusion_free_um2_per_h and vascular_pressure_mmhg only.")
+    carrier = np.asarray(study.params.permeability_carrier_um_per_h, float)
+    pattern = carrier if carrier.ndim else None  # the field's pattern is known, its scale is the unknown
     return InverseProblem(grid=study.grid, plasma=study.plasma, base=study.params, times_h=study.imaging_times_h,
                           observed={"encapsulated": study.obs_encapsulated_uM, "released": study.obs_released_uM},
-                          unknowns=tuple(items), noise_sd_uM=study.noise_sd_uM, dt_h=study.dt_h)
+                          unknowns=tuple(items), noise_sd_uM=study.noise_sd_uM, dt_h=study.dt_h,
+                          carrier_permeability_pattern=pattern)
 
 
 

@@ -38,10 +38,11 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from core.drug_release.microwindow import window_periods
+from core.drug_release.piecewise import FieldFunction, simulate_piecewise
 from core.drug_release.pressure import FluidParams, TissueGrid
-from core.drug_release.release import hyperthermia_temperature, release_law
-from core.drug_release.transport import (MAX_DT_FRACTION, MassLedger, PlasmaInput, TransportParams, TransportSolution,
-                                         simulate)
+from core.drug_release.scenarios import DEFAULT_SETTINGS, ScenarioSettings, scenario_setup
+from core.drug_release.transport import TransportParams
 from core.errors import InputError
 from core.imaging.volume import DynamicVolume
 
@@ -53,11 +54,13 @@ __all__ = ["Geometry", "make_geometry", "smooth_field", "rng_for", "simulate_pie
 VESSEL_RADIUS_UM = 6.0
 #: Pixel of the fine vessel network and the micro window, µm.
 FINE_UM = 4.0
-#: Transit time of blood through a voxel's heated vessels, s (this work).
-TRANSIT_TIME_S = 10.0
+_DEFAULT_HEATING = DEFAULT_SETTINGS["thermosensitive"].heating
+#: Transit time of blood through a voxel's heated vessels, s (this work; ``core.drug_release.scenarios.Heating``).
+TRANSIT_TIME_S = _DEFAULT_HEATING.transit_time_s
 #: Mild hyperthermia (this work): target °C, duration from injection (h), heated radius
-#: (fraction of the tumour's equivalent radius), logistic edge (mm).
-HEATING = dict(temperature_c=42.0, heating_h=1.0, radius_frac=0.8, edge_mm=0.3)
+#: (fraction of the tumour's equivalent radius), logistic edge (mm); from ``scenarios.Heating``.
+HEATING = dict(temperature_c=_DEFAULT_HEATING.temperature_c, heating_h=_DEFAULT_HEATING.duration_h,
+               radius_frac=_DEFAULT_HEATING.radius_frac, edge_mm=_DEFAULT_HEATING.edge_mm)
 
 
 def rng_for(seed: int, index: int, stream: int) -> np.random.Generator:
@@ -223,88 +226,14 @@ def _radius_along(rn, centre, ang):
     return float(rn.shape[0]) / 2
 
 
-# ----------------------------------------------------------------------------- piecewise transport
-def _shifted(fn, t0):
-    return lambda t: fn(np.asarray(t, float) + t0)
-
-
-def simulate_piecewise(grid: TissueGrid, plasma: PlasmaInput, pieces, *, save_times_h, pressure_mmhg,
-                       local_plasma_free=None) -> TransportSolution:
-    """Run :func:`~core.drug_release.transport.simulate` over consecutive periods with their own parameters.
-
-    Heating that stops after an hour changes the release-rate field at that time; the solver
-    factorises its matrices once per run, so each period is one run started from the final
-    state of the previous one (``initial=``), with the plasma curves shifted in time. The
-    ledgers are joined: the cumulative terms of a period are added to the totals of the
-    previous ones, so :meth:`MassLedger.residuals` of the joined run still balances (the
-    second-order BDF2 restarts with one backward-Euler step at each change).
-
-    Parameters
-    ----------
-    grid : TissueGrid
-    plasma : PlasmaInput
-        Plasma curves, time in h from injection.
-    pieces : sequence of (t_end_h, TransportParams, dt_h)
-        Consecutive periods ending at ``t_end_h`` (h from injection, increasing).
-    save_times_h : array-like
-        Increasing times in [0, last t_end_h] to return.
-    pressure_mmhg : ndarray or float
-        IFP shared by all periods (their fluid parameters must agree).
-    local_plasma_free : callable, optional
-        ``t_h -> field`` (µM), time from injection; see ``simulate``.
-
-    Returns
-    -------
-    TransportSolution
-        At ``save_times_h``; ``dt_h`` is the shortest step used.
-    """
-    save = np.asarray(save_times_h, float)
-    t0, state, parts, leds, dts = 0.0, None, [], [], []
-    for t_end, params, dt in pieces:
-        inside = save[(save > t0 + 1e-9) & (save < t_end - 1e-9)] - t0
-        own = np.concatenate([[0.0], inside, [t_end - t0]])
-        loc = None if local_plasma_free is None else (lambda t, t0=t0: local_plasma_free(t + t0))
-        sol = simulate(grid, params, PlasmaInput(_shifted(plasma.carrier_uM, t0), _shifted(plasma.free_uM, t0)),
-                       t_end_h=t_end - t0, dt_h=dt, save_times_h=own, pressure_mmhg=pressure_mmhg,
-                       initial=state, local_plasma_free=loc)
-        state = {k: getattr(sol, k)[-1] for k in ("encapsulated", "free", "bound")}
-        parts.append((own + t0, sol))
-        dts.append(sol.dt_h)
-        t0 = t_end
-    if abs(save[-1] - t0) > 1e-9 * max(1.0, t0) and save[-1] > t0:
-        raise InputError(f"save time {save[-1]} h is after the last period ({t0} h)")
-    times, fields, ledger = [], {k: [] for k in ("encapsulated", "free", "bound")}, {}
-    offset = None
-    for j, (t_abs, sol) in enumerate(parts):
-        led = sol.ledger
-        cum = {f.name: getattr(led, f.name) for f in dataclasses.fields(MassLedger)}
-        if offset is not None:
-            for k in cum:
-                if k not in ("times_h", "carrier", "free", "bound"):
-                    cum[k] = cum[k] + offset[k]
-        offset = {k: v[-1] for k, v in cum.items()}
-        pick = [i for i, t in enumerate(t_abs) if np.any(np.abs(save - t) < 1e-9) and (j == 0 or i > 0)]
-        times.extend(t_abs[pick])
-        for k in fields:
-            fields[k].append(getattr(sol, k)[pick])
-        for k, v in cum.items():
-            ledger.setdefault(k, []).append(v[pick] if k != "times_h" else t_abs[pick])
-    led = MassLedger(**{k: np.concatenate(v) for k, v in ledger.items()})
-    return TransportSolution(times_h=np.asarray(times), pressure_mmhg=np.broadcast_to(
-        np.asarray(pressure_mmhg, float), grid.shape).copy(), ledger=led, dt_h=min(dts),
-        **{k: np.concatenate(v) for k, v in fields.items()})
-
-
 # ----------------------------------------------------------------------------- transport set-up
-def _dt_for(params: TransportParams, fraction: float = 0.9) -> float:
-    """Largest step (h) the accuracy guard of ``simulate`` accepts, times ``fraction``, at most 0.05 h."""
-    rate = max(float(np.max(np.asarray(params.uptake_per_h) + np.asarray(params.efflux_per_h))),
-               float(np.max(params.release_per_h)))
-    return min(0.05, fraction * MAX_DT_FRACTION / rate)
-
-
 def transport_setup(geo, scenario, settings):
-    """Grid, params of each period, plasma, local plasma free drug, temperature and release maps."""
+    """Grid, params of each period, plasma, local plasma free drug, temperature and release maps.
+
+    The scenario physics is :func:`core.drug_release.scenarios.scenario_setup`; this builds the
+    grid and tissue parameters of the phantom's geometry and the settings from its
+    ``SCENARIO_SETTINGS`` entry (heating :data:`HEATING` for the thermosensitive scenario).
+    """
     tum = geo.tumour
     grid = TissueGrid(geo.spacing_um, geo.vessel_surface_per_um, tum,
                       lymphatic_surface_per_um=np.where(tum, 0.0, 0.005))
@@ -314,52 +243,11 @@ def transport_setup(geo, scenario, settings):
                            permeability_free_um_per_h=TransportParams.permeability_free_um_per_h
                            * geo.permeability_factor_small,
                            interstitial_fraction=geo.interstitial_fraction, fluid=fluid)
-    temp = np.full(tum.shape, 37.0)
-    local = None
-    if scenario == "free":
-        plasma = PlasmaInput.free_drug(settings["dose_uM"])
-        params = dataclasses.replace(base, release_per_h=0.0)
-        pieces = [(settings["t_end_h"], params, _dt_for(params))]
-        rate = np.zeros(tum.shape)
-    elif scenario == "liposome":
-        plasma = PlasmaInput.liposomal(settings["dose_uM"], settings["half_life_h"])
-        params = dataclasses.replace(base, release_per_h=float(release_law("liposome").rate_per_h()))
-        pieces = [(settings["t_end_h"], params, _dt_for(params))]
-        rate = np.full(tum.shape, params.release_per_h)
-    else:
-        law = release_law("thermosensitive")
-        plasma = PlasmaInput.liposomal(settings["dose_uM"], settings["half_life_h"])
-        r_mm = np.hypot(*(np.indices(tum.shape) - np.array(geo.centre_vox)[:, None, None])) * geo.spacing_um / 1e3
-        radius_mm = HEATING["radius_frac"] * math.sqrt(tum.sum() / math.pi) * geo.spacing_um / 1e3
-        temp = hyperthermia_temperature(r_mm, radius_mm=radius_mm, edge_mm=HEATING["edge_mm"],
-                                        target_c=HEATING["temperature_c"])
-        rate = law.rate_per_h(temperature_c=temp)
-        cool = float(law.rate_per_h(temperature_c=37.0))
-        heated = dataclasses.replace(base, release_per_h=rate)
-        after = dataclasses.replace(base, release_per_h=cool)
-        heat_h = HEATING["heating_h"]
-        pieces = [(heat_h, heated, _dt_for(heated)), (settings["t_end_h"], after, _dt_for(after))]
-        frac_hot = -np.expm1(-rate * TRANSIT_TIME_S / 3600.0)
-        frac_cool = -math.expm1(-cool * TRANSIT_TIME_S / 3600.0)
-
-        def local(t_h):
-            return float(plasma.carrier_uM(t_h)) * (frac_hot if t_h <= heat_h + 1e-9 else frac_cool)
-        local = _FieldFn(local, tum.shape)
-    return grid, pieces, plasma, local, temp, rate
-
-
-class _FieldFn:
-    """A callable t_h -> field that always returns an array of ``shape`` (scalar inputs broadcast)."""
-
-    def __init__(self, fn, shape):
-        self.fn, self.shape = fn, shape
-
-    def __call__(self, t_h):
-        return np.broadcast_to(np.asarray(self.fn(t_h), float), self.shape)
-
-    def at_point(self, ij):
-        """The same curve for one voxel (for the micro window), a callable t_h -> float."""
-        return lambda t: float(self(t)[ij])
+    st = ScenarioSettings(dose_uM=settings["dose_uM"], half_life_h=settings["half_life_h"],
+                          t_end_h=settings["t_end_h"],
+                          heating=_DEFAULT_HEATING if scenario == "thermosensitive" else None)
+    setup = scenario_setup(scenario, grid, base, centre_vox=geo.centre_vox, settings=st)
+    return grid, list(setup.pieces), setup.plasma, setup.local_plasma_free, setup.temperature_c, setup.release_per_h
 
 
 def micro_truth(geo, grid_pieces, plasma, local, pressure, settings):
@@ -367,23 +255,9 @@ def micro_truth(geo, grid_pieces, plasma, local, pressure, settings):
     ij = geo.micro_voxel
     sv = np.where(geo.micro_vessels, 2.0 / VESSEL_RADIUS_UM, 0.0)
     mgrid = TissueGrid(FINE_UM, sv, np.ones(sv.shape, bool))
-    pieces = []
     t_micro = settings["micro_t_end_h"]
-    for t_end, params, dt in grid_pieces:
-        vals = {}
-        for f in dataclasses.fields(TransportParams):
-            v = getattr(params, f.name)
-            if f.name == "fluid":
-                v = FluidParams(**{g.name: (float(np.asarray(getattr(v, g.name))[ij])
-                                            if np.ndim(getattr(v, g.name)) else getattr(v, g.name))
-                                   for g in dataclasses.fields(FluidParams)})
-            elif np.ndim(v):
-                v = float(np.asarray(v)[ij])
-            vals[f.name] = v
-        pieces.append((min(t_end, t_micro), TransportParams(**vals), min(dt, 0.05)))
-        if t_end >= t_micro:
-            break
-    loc = None if local is None else _FieldFn(local.at_point(ij), sv.shape)
+    pieces = window_periods(grid_pieces, ij, t_micro)
+    loc = None if local is None else FieldFunction(local.at_point(ij), sv.shape)
     save = np.round(np.arange(0.0, t_micro + 1e-9, 0.05), 9)
     return mgrid, simulate_piecewise(mgrid, plasma, pieces, save_times_h=save,
                                      pressure_mmhg=float(pressure[ij]), local_plasma_free=loc)

@@ -75,3 +75,32 @@ def test_penetration_undefined_warns_nan_and_bad_bins_raise():
         concentration_vs_distance(np.ones(3), np.ones(3), [0, 5, 5])
     with pytest.raises(InputError, match="fraction"):
         penetration_distance_um([0, 10], [1.0, 0.1], fraction=1.5)
+
+
+def test_lethal_fraction_with_interstitial_fraction_compares_fluid_exposure():
+    auc = np.array([[0.2, 0.4], [0.9, 3.0]])                   # µM·h per tissue volume
+    mask = np.array([[True, True], [True, False]])
+    # per interstitial fluid volume: 0.2/0.25 = 0.8, 0.4/0.25 = 1.6, 0.9/0.5 = 1.8 (phi map)
+    phi = np.array([[0.25, 0.25], [0.5, 0.5]])
+    assert lethal_fraction(auc, mask, 1.0, interstitial_fraction=phi) == pytest.approx(2 / 3)
+    assert lethal_fraction(auc, mask, 1.0) == pytest.approx(0.0)                # tissue AUC all below 1
+    assert lethal_fraction(auc, mask, 1.0, interstitial_fraction=1.0) == lethal_fraction(auc, mask, 1.0)
+    # a medium threshold A reached where the tissue AUC is phi * A
+    medium = 1.0
+    assert lethal_fraction(auc, mask, medium, interstitial_fraction=0.3) == lethal_fraction(auc, mask, 0.3 * medium)
+    assert lethal_fraction(auc, mask, medium, interstitial_fraction=0.3) == pytest.approx(2 / 3)
+    with pytest.raises(InputError, match="interstitial_fraction = 1.5"):
+        lethal_fraction(auc, mask, 1.0, interstitial_fraction=np.array([[0.3, 1.5], [0.3, 0.3]]))
+    with pytest.raises(InputError, match="interstitial_fraction = 0.0"):
+        lethal_fraction(auc, mask, 1.0, interstitial_fraction=0.0)
+    with pytest.raises(InputError, match="does not fit"):
+        lethal_fraction(auc, mask, 1.0, interstitial_fraction=np.full(3, 0.3))
+    # outside the tumour a bad fraction does not matter
+    assert lethal_fraction(auc, mask, 1.0, interstitial_fraction=np.array([[0.25, 0.25], [0.5, 0.0]])) == \
+        pytest.approx(2 / 3)
+
+
+def test_default_threshold_is_the_documented_placeholder():
+    import core.drug_release.outcomes as outcomes
+    assert DEFAULT_LETHAL_AUC_UM_H == 1.0
+    assert "(this work)" in outcomes.__doc__ and "could be verified" in outcomes.__doc__

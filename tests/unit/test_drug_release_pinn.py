@@ -114,3 +114,31 @@ def test_rejects_other_inputs(problem):
     prob3 = dataclasses.replace(problem, grid=grid3, observed=obs)
     with pytest.raises(InputError, match="2D"):
         pinn.fit_pinn(prob3, device="cpu")
+
+
+def test_noise_sd_per_species_weights_data_and_pde_terms(problem):
+    sl, sr = 0.2, 0.01
+    m1 = pinn._Model(dataclasses.replace(problem, noise_sd_uM=sl), torch, torch.device("cpu"),
+                     dict(pinn.PINN_DEFAULTS, hidden=8), 0, pinn._Fields(problem, torch, torch.device("cpu"), True))
+    two = dataclasses.replace(problem, noise_sd_uM={"encapsulated": sl, "released": sr})
+    m2 = pinn._Model(two, torch, torch.device("cpu"), dict(pinn.PINN_DEFAULTS, hidden=8), 0, m1.fields)
+    with torch.no_grad():
+        c = m2.conc(m2.data_pts).double().numpy()
+    y_l = problem.observed["encapsulated"].reshape(-1)
+    y_r = problem.observed["released"].reshape(-1)
+    ref = 0.5 * (np.mean(((c[:, 0] - y_l) / sl) ** 2) + np.mean(((c[:, 1] + c[:, 2] - y_r) / sr) ** 2))
+    assert float(m2.data_loss().detach()) == pytest.approx(ref, rel=1e-4)
+    pts = m1.sample(16)
+    r1 = m1.residuals(pts).detach().double().numpy()
+    r2 = m2.residuals(pts).detach().double().numpy()
+    np.testing.assert_allclose(r2[:, 0], r1[:, 0], rtol=1e-5)          # carrier: in units of its own SD
+    np.testing.assert_allclose(r2[:, 1:], r1[:, 1:] * sl / sr, rtol=1e-4)   # free, bound: of the released map
+
+
+def test_equal_per_species_sd_is_the_float(problem):
+    opts = dict(iterations=20, hidden=8, collocation=32, device="cpu", seed=2)
+    a = pinn.fit_pinn(problem, **opts)
+    sd = problem.noise_sd_uM
+    b = pinn.fit_pinn(dataclasses.replace(problem, noise_sd_uM={"encapsulated": sd, "released": sd}), **opts)
+    np.testing.assert_array_equal(a.history, b.history)
+    assert a.estimates == b.estimates
