@@ -56,7 +56,11 @@ if case is not None:
     for warning in s.get("warnings", []):
         st.info(warning, icon=":material/info:")
     times = ", ".join(f"{t:g}" for t in s.get("imaging_times_h", []))
-    st.markdown(f"**{s.get('scenario_label', s.get('scenario', ''))}**; carrier {s.get('carrier', '—')}; "
+    plasma = s.get("plasma") or {}
+    dose = (f"doxorubicin {plasma['dose_uM']:g} µM in plasma at injection"
+            + (f", plasma half-life {plasma['half_life_h']:g} h" if plasma.get("half_life_h") else "") + "; "
+            if plasma.get("dose_uM") else "")
+    st.markdown(f"**{s.get('scenario_label', s.get('scenario', ''))}**; {dose}"
                 + (f"imaging at {times} h; " if times else "") + f"pixels {case.spacing_um:g} µm.")
     tabs = st.tabs(["Perfusion and pH", "Release rate", "Drug over time", "Distance from vessels", "Scenarios",
                     "Inverse"])
