@@ -30,11 +30,6 @@ def drug_release_of(db_url: str, result_id: int):
     return load_drug_release(repo, repo.get_result(result_id))
 
 
-def threshold_of(case) -> float | None:
-    """The lethal exposure threshold the record was computed with, µM·h."""
-    s = case.summary
-    value = s.get("threshold_uM_h", s.get("lethal_threshold_uM_h"))
-    return None if value is None else float(value)
 
 
 def perfusion_panel(case) -> None:
@@ -50,8 +45,7 @@ def perfusion_panel(case) -> None:
 
 
 def release_panel(case) -> None:
-    law_name = case.summary.get("release_law") or case.summary.get("carrier")
-    law = RELEASE_LAWS.get(law_name) if isinstance(law_name, str) else None
+    law = RELEASE_LAWS.get(case.summary.get("release_law"))
     if "release_per_h" not in case.maps or (law is not None and law.kind == "free"):
         st.info("Free doxorubicin: the drug is not encapsulated, so there is no release rate to map.")
         return
@@ -80,8 +74,11 @@ def drug_time_panel(case) -> None:
                                 colorscales={"carrier": "Blues", "free": "Hot"}), key="drug_maps")
     curves = tumour_mean_curves(case.times_h, {"encapsulated": case.carrier_uM, "free": case.free_uM}, case.tumour)
     st.plotly_chart(drug_curves_figure(curves, current_h=shown), key="drug_curves")
-    st.caption("Predicted extravasated encapsulated drug and free drug, µM per tissue volume; the colour range "
-               f"is fixed over all {len(times)} times (encapsulated 0-{ranges['carrier'][1]:.3g} µM, free "
+    used = case.summary.get("inverse_used")
+    basis = (f"with the {INVERSE_NAMES.get(used, used)} estimates" if used else "with the library's default "
+             "transport parameters (no inverse estimate)")
+    st.caption(f"Predicted {basis}: extravasated encapsulated drug and free drug, µM per tissue volume; the "
+               f"colour range is fixed over all {len(times)} times (encapsulated 0-{ranges['carrier'][1]:.3g} µM, free "
                f"0-{ranges['free'][1]:.3g} µM) so the frames compare.")
 
 
@@ -107,9 +104,7 @@ def scenarios_panel(case) -> None:
     if not case.scenarios:
         st.info("No scenario comparison in this result.")
         return
-    threshold = threshold_of(case)
-    st.plotly_chart(scenario_figure(case.scenarios, threshold if threshold is not None else float("nan")),
-                    key="scenario_bars")
+    st.plotly_chart(scenario_figure(case.scenarios, case.summary["threshold_uM_h"]), key="scenario_bars")
     st.dataframe(scenario_table(case.scenarios).round(3), key="scenario_table")
     st.caption("Lethal fraction: share of tumour voxels (voxel scale) or window pixels (micro-window) whose "
                "free-drug AUC reaches the threshold; each scenario is the same tumour under another carrier, "

@@ -247,8 +247,8 @@ def case_inputs(repo, study_id: int) -> DrugCaseInputs:
 
     case = repo.get_case(study_id)
     by_role = {}
-    for s in case.series:
-        by_role.setdefault(s.role, s)
+    for s in sorted(case.series, key=lambda r: r.id):
+        by_role[s.role] = s  # the newest series of a role (a corrected re-import replaces the old one)
     missing = [r for r in _REQUIRED if r not in by_role]
     if missing:
         raise InputError(f"study {case.pseudonym} has no {', '.join(missing)} series",
@@ -256,20 +256,25 @@ def case_inputs(repo, study_id: int) -> DrugCaseInputs:
     vols = {role: repo.load_series(by_role[role].id) for role in (*_REQUIRED, "temperature") if role in by_role}
     dce = vols["dce"]
     shape = np.asarray(dce.data).shape[:2]
-    dce_signal = _plane(dce, "dce", shape)
+    planes = {role: _plane(vol, role, shape) for role, vol in vols.items()}
     spacing = np.linalg.norm(np.asarray(dce.affine)[:3, :3], axis=0)
     if abs(spacing[0] - spacing[1]) > 1e-3 * spacing[0]:
         raise InputError(f"the DCE pixels are {spacing[0]:.4g} x {spacing[1]:.4g} mm; the transport grid needs "
                          "square pixels", path=dce.source, fix="Resample to square pixels before import.")
     for role, vol in vols.items():
-        if not np.allclose(np.asarray(vol.affine)[:3, :3], np.asarray(dce.affine)[:3, :3], atol=1e-6):
-            raise InputError(f"the {role} series is not on the DCE grid (different voxel size or orientation)",
-                             path=vol.source, fix="Resample every series onto the DCE grid before import.")
+        if not np.allclose(np.asarray(vol.affine), np.asarray(dce.affine), atol=1e-4):
+            raise InputError(f"the {role} series is not on the DCE grid (different voxel size, position or "
+                             "orientation)", path=vol.source,
+                             fix="Resample every series onto the DCE grid before import.")
     masks = [m for m in case.masks if m.name.lower() == "tumour"]
     if not masks:
         raise InputError(f"study {case.pseudonym} has no mask named 'tumour'",
                          fix="Draw or import the tumour mask (name 'tumour') on the DCE grid.")
-    tumour = _plane(repo.load_mask(masks[-1].id), "tumour mask", shape) > 0
+    mask = repo.load_mask(masks[-1].id)
+    if not np.allclose(np.asarray(mask.affine), np.asarray(dce.affine), atol=1e-4):
+        raise InputError("the tumour mask is not on the DCE grid", path=mask.source,
+                         fix="Draw or resample the tumour mask on the DCE grid.")
+    tumour = _plane(mask, "tumour mask", shape) > 0
     if not tumour.any():
         raise InputError("the tumour mask is empty", fix="Draw the tumour on the DCE grid.")
     scenario = str((dce.meta.get("sidecar") or {}).get("Scenario", ""))
@@ -286,13 +291,11 @@ def case_inputs(repo, study_id: int) -> DrugCaseInputs:
     noise_r1 = (r1.meta.get("sidecar") or {}).get("NoiseSDuM", noise)
     noise_sd = None if noise is None else {"encapsulated": float(noise), "released": float(noise_r1)}
     vfa, cest = vols["vfa"], vols["cest"]
-    vfa_sig = np.asarray(vfa.data, float)[:, :, 0]
-    cest_z = np.asarray(cest.data, float)[:, :, 0]
-    _plane(vfa, "vfa", shape), _plane(cest, "cest", shape)
+    vfa_sig, cest_z = planes["vfa"], planes["cest"]
     label = repo.labels(study_id)
     return DrugCaseInputs(
         study_id=study_id, pseudonym=case.pseudonym, scenario=scenario, spacing_um=round(float(spacing[0]) * 1000.0, 3),
-        tumour=tumour, dce_signal=np.asarray(dce.data, float)[:, :, 0],
+        tumour=tumour, dce_signal=planes["dce"],
         dce_t_min=np.asarray(dce.frame_start_s, float) / 60.0,
         dce={"flip_deg": _sidecar_value(dce, "FlipAngle", "DCE"),
              "tr_ms": 1000.0 * _sidecar_value(dce, "RepetitionTime", "DCE"),
@@ -303,14 +306,13 @@ def case_inputs(repo, study_id: int) -> DrugCaseInputs:
         cest_z=cest_z, cest_offsets_ppm=_sidecar_value(cest, "OffsetsPpm", "CEST", length=cest_z.shape[-1]),
         cest={"b1_uT": _sidecar_value(cest, "B1uT", "CEST"),
               "field_t": _sidecar_value(cest, "MagneticFieldStrength", "CEST")},
-        delta_r2star=np.moveaxis(np.asarray(r2s.data, float)[:, :, 0], -1, 0),
-        delta_r1=np.moveaxis(np.asarray(r1.data, float)[:, :, 0], -1, 0),
+        delta_r2star=np.moveaxis(planes["delta_r2star"], -1, 0),
+        delta_r1=np.moveaxis(planes["delta_r1"], -1, 0),
         imaging_times_h=times,
         r2star_per_mM_s=_sidecar_value(r2s, "R2starPerMMPerS", "ΔR2*"),
         r1_per_mM_s=_sidecar_value(r1, "R1ReleasedPerMMPerS", "ΔR1"),
         noise_sd_uM=noise_sd,
-        vessel_surface_per_um=_plane(vols["vessel_map"], "vessel_map", shape),
-        temperature_c=_plane(vols["temperature"], "temperature", shape) if "temperature" in vols else None,
+        vessel_surface_per_um=planes["vessel_map"], temperature_c=planes.get("temperature"),
         series_ids=sorted(by_role[r].id for r in vols), mask_ids=[masks[-1].id],
         label_details=dict(label[-1].details) if label else {})
 
@@ -452,7 +454,7 @@ def _heating_centre(inputs: DrugCaseInputs):
 
 
 def _release_map(inputs: DrugCaseInputs, ph: np.ndarray):
-    """The carrier's release rate (1/h) at the measured pH/temperature, and the law's name (None: free drug)."""
+    """The carrier's release rate (1/h) at the measured pH/temperature, and its law's name (None: free drug)."""
     from core.drug_release.release import release_law
 
     law_name = {"free": None, "liposome": "liposome", "thermosensitive": "thermosensitive"}[inputs.scenario]
@@ -564,6 +566,7 @@ def compute_drug_release(repo, study_id: int, *, methods=INVERSE_METHODS, pinn_i
     """
     from core.drug_release.inverse import InverseProblem, with_parameters
     from core.drug_release.microwindow import micro_window
+    from core.drug_release.release import release_law
     from core.drug_release.outcomes import (DEFAULT_LETHAL_AUC_UM_H, distance_to_vessel_um, exposure_auc,
                                             lethal_fraction)
     from core.drug_release.scenarios import (DEFAULT_SETTINGS, SCENARIOS, compare_scenarios, default_save_times_h,
@@ -681,7 +684,10 @@ def compute_drug_release(repo, study_id: int, *, methods=INVERSE_METHODS, pinn_i
         "pseudonym": inputs.pseudonym, "scenario": inputs.scenario, "scenario_label": SCENARIOS[inputs.scenario],
         "carrier": {"free": "none (free doxorubicin)", "liposome": "PEGylated liposome",
                     "thermosensitive": "lysolipid thermosensitive liposome"}[inputs.scenario],
-        "release_law": law_name or "free", "imaging_times_h": [float(t) for t in inputs.imaging_times_h],
+        "release_law": law_name or "free",
+        "release_parameters": {} if law_name is None else {k: float(v) for k, v in
+                                                           release_law(law_name).parameters.items()},
+        "imaging_times_h": [float(t) for t in inputs.imaging_times_h],
         "threshold_uM_h": threshold, "lethal_fraction": float(lethal_fraction(auc, tum, threshold)),
         "dce_delay_min": perf["delay_min"], "dce_fit_ok_tumour": [perf["n_ok"], perf["n_tumour"]],
         "tumour_stats": stats, "inverse": inverse, "inverse_note": inverse_note, "inverse_used": chosen,
@@ -693,7 +699,8 @@ def compute_drug_release(repo, study_id: int, *, methods=INVERSE_METHODS, pinn_i
         "plasma": {"dose_uM": settings.dose_uM, "half_life_h": settings.half_life_h, "t_end_h": settings.t_end_h},
     }
     arrays = {f"map_{k}": np.asarray(v, np.float32) for k, v in maps.items()}
-    arrays.update(fit_ok=perf["ok"], ph_ok=np.asarray(ph_ok, bool), tumour=tum, vessels=inputs.vessel_surface_per_um > 0,
+    arrays.update(fit_ok=perf["ok"], ph_ok=np.asarray(ph_ok, bool), tumour=tum,
+                  vessels=inputs.vessel_surface_per_um > 0,
                   times_h=sol.times_h[keep], carrier=sol.encapsulated[keep].astype(np.float32),
                   free=sol.free[keep].astype(np.float32), spacing_um=np.float64(inputs.spacing_um),
                   profile_distance_um=np.asarray(win["distance_um"], float),

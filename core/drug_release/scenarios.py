@@ -171,7 +171,7 @@ class ScenarioSettings:
                              fix="Simulate past the end of heating.")
 
 
-#: Per scenario (this work; the phantom's ``SCENARIO_SETTINGS``).
+#: Drug protocol per scenario (this work); the phantom takes its doses, half-lives and durations from here.
 DEFAULT_SETTINGS = types.MappingProxyType({
     "free": ScenarioSettings(dose_uM=20.0, half_life_h=None, t_end_h=6.0),
     "liposome": ScenarioSettings(dose_uM=100.0, half_life_h=20.0, t_end_h=48.0),

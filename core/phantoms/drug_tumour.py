@@ -100,6 +100,7 @@ from core.drug_release.outcomes import (concentration_vs_distance, distance_to_v
                                         penetration_distance_um)
 from core.drug_release.pressure import TissueGrid, interstitial_pressure
 from core.drug_release.relaxometry import delta_r2star_to_concentration, spgr_signal
+from core.drug_release.scenarios import DEFAULT_SETTINGS
 from core.drug_release.transport import PlasmaInput, TransportParams, TransportSolution, simulate
 from core.errors import InputError
 from core.phantoms.drug_tumour_vessels import (FINE_UM, HEATING, TRANSIT_TIME_S, VESSEL_RADIUS_UM, make_geometry,
@@ -113,15 +114,21 @@ __all__ = ["SCENARIOS", "SCENARIO_SETTINGS", "DrugStudy", "generate_drug_study",
 GENERATOR = "core.phantoms.drug_tumour"
 GENERATOR_VERSION = "1.0.0"
 SCENARIOS = ("free", "liposome", "thermosensitive")
-#: Per scenario (this work): dose (µM in plasma at t = 0), carrier half-life (h), simulated
-#: time, save step and imaging times (h after injection), micro-window duration (h), noise SD (µM).
+#: Imaging protocol per scenario (this work): save step and imaging times (h after injection),
+#: micro-window duration (h), noise SD (µM).
+_IMAGING = {
+    "free": dict(save_step_h=0.1, imaging_times_h=(0.25, 1.0, 4.0), micro_t_end_h=2.0, noise_sd_uM=0.05),
+    "liposome": dict(save_step_h=1.0, imaging_times_h=(6.0, 24.0, 48.0), micro_t_end_h=4.0, noise_sd_uM=0.05),
+    "thermosensitive": dict(save_step_h=0.5, imaging_times_h=(1.0, 4.0, 24.0), micro_t_end_h=2.0,
+                            noise_sd_uM=0.05),
+}
+#: Per scenario: dose (µM in plasma at t = 0), carrier half-life (h) and simulated time from the
+#: drug protocol of :data:`core.drug_release.scenarios.DEFAULT_SETTINGS` (one place for both),
+#: plus the imaging protocol above.
 SCENARIO_SETTINGS = {
-    "free": dict(dose_uM=20.0, half_life_h=None, t_end_h=6.0, save_step_h=0.1,
-                 imaging_times_h=(0.25, 1.0, 4.0), micro_t_end_h=2.0, noise_sd_uM=0.05),
-    "liposome": dict(dose_uM=100.0, half_life_h=20.0, t_end_h=48.0, save_step_h=1.0,
-                     imaging_times_h=(6.0, 24.0, 48.0), micro_t_end_h=4.0, noise_sd_uM=0.05),
-    "thermosensitive": dict(dose_uM=100.0, half_life_h=2.0, t_end_h=24.0, save_step_h=0.5,
-                            imaging_times_h=(1.0, 4.0, 24.0), micro_t_end_h=2.0, noise_sd_uM=0.05),
+    name: dict(dose_uM=DEFAULT_SETTINGS[name].dose_uM, half_life_h=DEFAULT_SETTINGS[name].half_life_h,
+               t_end_h=DEFAULT_SETTINGS[name].t_end_h, **imaging)
+    for name, imaging in _IMAGING.items()
 }
 #: Vessel permeability to a small Gd chelate, µm/h (this work; 600 µm/h = 1.7e-5 cm/s).
 GD_PERMEABILITY_UM_PER_H = 600.0
